@@ -1,0 +1,284 @@
+//! The response body: a queue of parts, each either a ready `Bytes` (a
+//! zero-copy slice of a cached mapping or copy, or a small heap header) or a
+//! span of a file streamed with `pread` on the blocking pool.
+//!
+//! Slices are yielded in chunks of at most [`MAX_CHUNK`] so that hyper writes
+//! them from the mapping with `writev`. A part that cannot be completed (the
+//! file shrank under a `pread`) ends the body with an error: hyper then aborts
+//! the connection, and the client sees a transfer shorter than its
+//! Content-Length, never padding.
+//!
+//! When the body is dropped, whether finished or aborted, it emits the access
+//! log line and releases the connection's in-flight mark.
+
+use crate::cache::Entry;
+use crate::track::RequestGuard;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use rustix::fd::OwnedFd;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+use tokio::task::JoinHandle;
+
+/// Largest slice handed to hyper at once.
+pub const MAX_CHUNK: usize = 1 << 20;
+/// Size of one `pread` when streaming.
+pub const PREAD_CHUNK: usize = 256 << 10;
+
+/// One piece of a body.
+#[derive(Debug)]
+pub enum Part {
+    /// Bytes ready to send.
+    Ready(Bytes),
+    /// `len` bytes of a file from `offset`, read with `pread`.
+    Pread {
+        /// The open file.
+        fd: Arc<OwnedFd>,
+        /// Next offset to read.
+        offset: u64,
+        /// Bytes still to read.
+        len: u64,
+    },
+}
+
+impl Part {
+    fn len(&self) -> u64 {
+        match self {
+            Part::Ready(b) => b.len() as u64,
+            Part::Pread { len, .. } => *len,
+        }
+    }
+}
+
+/// What to log when the response ends.
+#[derive(Debug)]
+pub struct AccessRecord {
+    /// Client address.
+    pub client: SocketAddr,
+    /// Request method.
+    pub method: http::Method,
+    /// Request path and query as received.
+    pub target: String,
+    /// HTTP version.
+    pub version: http::Version,
+    /// Response status.
+    pub status: u16,
+    /// When the request started.
+    pub start: Instant,
+}
+
+/// The body type of every mapserve response.
+#[derive(Debug, Default)]
+pub struct FileBody {
+    parts: VecDeque<Part>,
+    remaining: u64,
+    sent: u64,
+    pending: Option<JoinHandle<io::Result<Bytes>>>,
+    failed: bool,
+    entry: Option<Arc<Entry>>,
+    record: Option<AccessRecord>,
+    guard: Option<RequestGuard>,
+}
+
+impl FileBody {
+    /// An empty body.
+    pub fn empty() -> FileBody {
+        FileBody::default()
+    }
+
+    /// A body of the given parts. `entry` is kept alive (and so counted as
+    /// pinned by the cache) until the body is dropped.
+    pub fn new(parts: Vec<Part>, entry: Option<Arc<Entry>>) -> FileBody {
+        let remaining = parts.iter().map(Part::len).fold(0u64, u64::saturating_add);
+        FileBody {
+            parts: parts.into(),
+            remaining,
+            sent: 0,
+            pending: None,
+            failed: false,
+            entry,
+            record: None,
+            guard: None,
+        }
+    }
+
+    /// A body of one ready buffer.
+    pub fn from_bytes(bytes: Bytes) -> FileBody {
+        FileBody::new(vec![Part::Ready(bytes)], None)
+    }
+
+    /// Attaches what the end of the response must report and release.
+    pub fn attach(&mut self, record: Option<AccessRecord>, guard: Option<RequestGuard>) {
+        self.record = record;
+        self.guard = guard;
+    }
+
+    /// Total bytes this body will yield.
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether nothing is left to yield.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn poll_pread(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let Some(Part::Pread { fd, offset, len }) = self.parts.front_mut() else {
+            return Poll::Ready(None);
+        };
+        let handle = self.pending.get_or_insert_with(|| {
+            let fd = fd.clone();
+            let (at, want) = (*offset, (*len).min(PREAD_CHUNK as u64) as usize);
+            tokio::task::spawn_blocking(move || read_at(&fd, at, want))
+        });
+        let read = ready!(Pin::new(handle).poll(cx));
+        self.pending = None;
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Err(join) => return Poll::Ready(Some(Err(io::Error::other(join)))),
+        };
+        let n = bytes.len() as u64;
+        *offset = offset.saturating_add(n);
+        *len = len.saturating_sub(n);
+        if *len == 0 {
+            self.parts.pop_front();
+        }
+        Poll::Ready(Some(Ok(bytes)))
+    }
+}
+
+/// Reads exactly `want` bytes at `at`, or fails: a short read means the file
+/// shrank, and the response must be aborted rather than padded.
+fn read_at(fd: &OwnedFd, at: u64, want: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; want];
+    let mut done = 0;
+    while done < want {
+        let dst = buf.get_mut(done..).unwrap_or_default();
+        match rustix::io::pread(fd, dst, at.saturating_add(done as u64)) {
+            Ok(0) => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being served"));
+            }
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            let chunk = match this.parts.front_mut() {
+                None => return Poll::Ready(None),
+                Some(Part::Ready(bytes)) if bytes.is_empty() => {
+                    this.parts.pop_front();
+                    continue;
+                }
+                Some(Part::Ready(bytes)) if bytes.len() > MAX_CHUNK => bytes.split_to(MAX_CHUNK),
+                Some(Part::Ready(_)) => match this.parts.pop_front() {
+                    Some(Part::Ready(bytes)) => bytes,
+                    _ => continue,
+                },
+                Some(Part::Pread { .. }) => match ready!(this.poll_pread(cx)) {
+                    Some(Ok(bytes)) => bytes,
+                    Some(Err(e)) => {
+                        this.failed = true;
+                        this.parts.clear();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    None => continue,
+                },
+            };
+            let n = chunk.len() as u64;
+            this.sent = this.sent.saturating_add(n);
+            this.remaining = this.remaining.saturating_sub(n);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        if let Some(handle) = self.pending.take() {
+            handle.abort();
+        }
+        if let Some(r) = self.record.take() {
+            let complete = !self.failed && self.parts.is_empty();
+            tracing::info!(
+                target: "mapserve::access",
+                client = %r.client,
+                method = %r.method,
+                target = %r.target,
+                version = ?r.version,
+                status = r.status,
+                bytes = self.sent,
+                complete,
+                ms = format_args!("{:.3}", r.start.elapsed().as_secs_f64() * 1000.0),
+            );
+        }
+        self.entry = None;
+        self.guard = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body;
+
+    async fn collect(mut body: FileBody) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            out.extend_from_slice(frame?.data_ref().map(|b| &b[..]).unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn ready_parts_are_chunked_and_exact() {
+        let big = Bytes::from(vec![1u8; MAX_CHUNK * 2 + 5]);
+        let body = FileBody::new(vec![Part::Ready(Bytes::from_static(b"head")), Part::Ready(big)], None);
+        assert_eq!(body.size_hint().exact(), Some((MAX_CHUNK * 2 + 9) as u64));
+        let out = collect(body).await.unwrap();
+        assert_eq!(out.len(), MAX_CHUNK * 2 + 9);
+    }
+
+    #[tokio::test]
+    async fn pread_parts_stream_and_fail_on_a_shrunk_file() {
+        let path = std::env::temp_dir().join(format!("mapserve-body-{}", std::process::id()));
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let fd: OwnedFd = std::fs::File::open(&path).unwrap().into();
+        let fd = Arc::new(fd);
+        let body = FileBody::new(vec![Part::Pread { fd: fd.clone(), offset: 10, len: 600_000 }], None);
+        assert_eq!(collect(body).await.unwrap(), &data[10..600_010]);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1000).unwrap();
+        let body = FileBody::new(vec![Part::Pread { fd, offset: 0, len: 600_000 }], None);
+        assert!(collect(body).await.is_err(), "never padded");
+        std::fs::remove_file(&path).unwrap();
+    }
+}

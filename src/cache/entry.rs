@@ -1,0 +1,137 @@
+//! A cache entry: one version of one file (or directory), with every header
+//! value it needs computed once at load time, so that a hit only clones
+//! reference counts.
+
+use crate::fs::Identity;
+use bytes::Bytes;
+use http::HeaderValue;
+use rustix::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What the entry can serve.
+#[derive(Debug)]
+pub enum Content {
+    /// A directory: answered with a redirect or its index.
+    Dir,
+    /// The whole file as one `Bytes`: a heap copy for small files, a slice of
+    /// one mapping for larger ones, empty for an empty file. Every response
+    /// body is a slice of it.
+    Whole(Bytes),
+    /// The file could not be mapped within the budget (or mmap failed): it is
+    /// streamed with `pread` from this descriptor, and never cached.
+    Stream(Arc<OwnedFd>),
+}
+
+/// Precomputed representation headers.
+#[derive(Debug, Clone)]
+pub struct Headers {
+    /// `Content-Type`.
+    pub content_type: HeaderValue,
+    /// Strong `ETag`, quoted.
+    pub etag: HeaderValue,
+    /// `Last-Modified`, absent when mtime is 0 or 1 (reproducible builds).
+    pub last_modified: Option<HeaderValue>,
+    /// Last-Modified as epoch seconds, for date preconditions.
+    pub last_modified_secs: Option<u64>,
+    /// `Content-Length` of the whole file.
+    pub content_length: HeaderValue,
+}
+
+/// One version of one file.
+#[derive(Debug)]
+pub struct Entry {
+    /// What identified the file when it was loaded.
+    pub identity: Identity,
+    /// The bytes, or how to get them.
+    pub content: Content,
+    /// Header values.
+    pub headers: Headers,
+}
+
+impl Entry {
+    /// Builds the headers for a file named `name` with `identity`.
+    pub fn new(name: &[u8], identity: Identity, content: Content) -> Entry {
+        let last_modified_secs = identity.mtime_secs().filter(|&s| s > 1);
+        let last_modified = last_modified_secs.and_then(|s| {
+            let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s))?;
+            HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok()
+        });
+        let headers = Headers {
+            content_type: crate::http::mime::content_type(name),
+            etag: etag(&identity),
+            last_modified,
+            last_modified_secs,
+            content_length: HeaderValue::from(identity.size),
+        };
+        Entry { identity, content, headers }
+    }
+
+    /// Length of the file.
+    pub fn len(&self) -> u64 {
+        self.identity.size
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.identity.size == 0
+    }
+}
+
+/// A strong ETag that changes whenever the content may have changed: size and
+/// mtime (as nginx does), mixed with inode, ctime and device so that a
+/// same-size, same-mtime replacement (`touch -r`, or a copy within one clock
+/// tick) still gets a new tag. The format is an implementation detail.
+pub fn etag(id: &Identity) -> HeaderValue {
+    let mut h = mix(id.dev ^ 0x6d61_7073_6572_7665);
+    h = mix(h ^ id.ino);
+    h = mix(h ^ id.ctime_ns as u64 ^ ((id.ctime_ns >> 64) as u64));
+    h = mix(h ^ id.mtime_ns as u64);
+    let text = format!("\"{:x}-{:x}-{:016x}\"", id.size, id.mtime_secs().unwrap_or(0), h);
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::Kind;
+
+    fn id(ino: u64, ctime_ns: i128, mtime_ns: i128, size: u64) -> Identity {
+        Identity { dev: 1, ino, size, mtime_ns, ctime_ns, kind: Kind::File }
+    }
+
+    #[test]
+    fn etag_changes_with_any_identity_field() {
+        let base = id(10, 5_000_000_000, 4_000_000_000, 100);
+        let tags = [
+            etag(&base),
+            etag(&id(11, 5_000_000_000, 4_000_000_000, 100)),
+            etag(&id(10, 5_000_000_001, 4_000_000_000, 100)),
+            etag(&id(10, 5_000_000_000, 4_000_000_001, 100)),
+            etag(&id(10, 5_000_000_000, 4_000_000_000, 101)),
+        ];
+        for (i, a) in tags.iter().enumerate() {
+            for b in tags.iter().skip(i + 1) {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(etag(&base), etag(&base));
+        assert!(etag(&base).to_str().unwrap().starts_with('"'));
+    }
+
+    #[test]
+    fn last_modified_is_left_out_for_epoch_and_one() {
+        for (mtime, present) in [(0i128, false), (1_000_000_000, false), (2_000_000_000, true)] {
+            let e = Entry::new(b"a.txt", id(1, 0, mtime, 0), Content::Whole(Bytes::new()));
+            assert_eq!(e.headers.last_modified.is_some(), present, "mtime {mtime}");
+        }
+        let e = Entry::new(b"a.txt", id(1, 0, 784_111_777_000_000_000, 0), Content::Whole(Bytes::new()));
+        assert_eq!(e.headers.last_modified.unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}

@@ -1,0 +1,143 @@
+//! Loading one file into an entry. Runs on the blocking pool: it opens,
+//! stats, copies or maps, and may evict and unmap other entries to make room.
+//!
+//! * Directories become [`Content::Dir`].
+//! * Files up to `small_file_max` are read with `pread` into a heap copy; the
+//!   file is stat'ed again after the read and re-read if it changed.
+//! * Larger files are mapped whole, read-only and shared, and the descriptor
+//!   is closed.
+//! * When the budget cannot be met even after evicting every unpinned entry,
+//!   or `mmap` fails, the file is served by streaming `pread` from the open
+//!   descriptor instead ([`Content::Stream`]), and that entry is not cached.
+
+use super::Shared;
+use super::budget::{HeapOwner, MapOwner, Reservation};
+use super::entry::{Content, Entry};
+use crate::fs::{FsError, Kind, Opened};
+use crate::mmap::Region;
+use bytes::Bytes;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::io::Errno;
+use std::sync::Arc;
+
+/// Attempts at a consistent heap copy of a file that keeps changing.
+const COPY_ATTEMPTS: usize = 3;
+
+impl Shared {
+    /// Loads `key` and, unless it is streamed, inserts it into the table.
+    pub(super) fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
+        let opened = self.root.open(key)?;
+        let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
+        let entry = match opened.identity.kind {
+            Kind::Dir => Entry::new(name, opened.identity, Content::Dir),
+            Kind::File | Kind::Other => self.load_file(name, opened)?,
+        };
+        let entry = Arc::new(entry);
+        if !matches!(entry.content, Content::Stream(_)) {
+            let displaced = self.table.insert(key, entry.clone());
+            drop(displaced);
+        }
+        Ok(entry)
+    }
+
+    fn load_file(&self, name: &[u8], opened: Opened) -> Result<Entry, FsError> {
+        let Opened { fd, mut identity } = opened;
+        let size = identity.size;
+        if size == 0 {
+            return Ok(Entry::new(name, identity, Content::Whole(Bytes::new())));
+        }
+        if size <= self.small_file_max {
+            let Some(reservation) = self.reserve(size, false) else {
+                return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+            };
+            for _ in 0..COPY_ATTEMPTS {
+                if identity.size != size {
+                    break;
+                }
+                match copy(&fd, size) {
+                    Ok(data) => {
+                        let after = fstat(&fd)?;
+                        if after == identity {
+                            let bytes = Bytes::from_owner(HeapOwner::new(data, reservation));
+                            return Ok(Entry::new(name, identity, Content::Whole(bytes)));
+                        }
+                        identity = after;
+                    }
+                    Err(Errno::INTR) => identity = fstat(&fd)?,
+                    Err(e) => return Err(FsError::from_errno(e)),
+                }
+            }
+            // The file keeps changing: serve this request from the descriptor.
+            drop(reservation);
+            return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+        }
+        let Ok(len) = usize::try_from(size) else {
+            return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+        };
+        let page = crate::limits::page_size();
+        let mapped_bytes = size.div_ceil(page).saturating_mul(page);
+        let Some(reservation) = self.reserve(mapped_bytes, true) else {
+            tracing::debug!(size, "no budget to map; streaming");
+            return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+        };
+        let file = std::fs::File::from(fd);
+        match Region::map(&file, 0, len) {
+            Ok(region) => {
+                region.will_need();
+                drop(file);
+                let bytes = Bytes::from_owner(MapOwner::new(region, reservation));
+                Ok(Entry::new(name, identity, Content::Whole(bytes)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size, "mmap failed; streaming with pread");
+                drop(reservation);
+                Ok(Entry::new(name, identity, Content::Stream(Arc::new(OwnedFd::from(file)))))
+            }
+        }
+    }
+
+    /// Reserves budget, evicting unpinned entries until it fits. `None` when
+    /// everything left is pinned by in-flight responses.
+    fn reserve(&self, bytes: u64, is_map: bool) -> Option<Reservation> {
+        if bytes > self.budget.limit() {
+            return None;
+        }
+        let mut attempts = self.table.len() + 1;
+        loop {
+            if let Some(r) = self.budget.try_reserve(bytes, is_map) {
+                return Some(r);
+            }
+            if attempts == 0 {
+                return None;
+            }
+            attempts -= 1;
+            // Dropped here, on the blocking pool: an unpinned mapping is
+            // unmapped inline and its bytes are back before the next try.
+            drop(self.table.evict_one()?);
+        }
+    }
+}
+
+fn fstat(fd: &OwnedFd) -> Result<crate::fs::Identity, FsError> {
+    rustix::fs::statx(fd.as_fd(), "", rustix::fs::AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::BASIC_STATS)
+        .map(|st| crate::fs::Identity::from_statx(&st))
+        .map_err(FsError::from_errno)
+}
+
+/// Reads exactly `size` bytes from offset 0; a short file is reported as
+/// EINTR so that the caller re-stats and retries.
+fn copy(fd: &OwnedFd, size: u64) -> Result<Vec<u8>, Errno> {
+    let len = usize::try_from(size).map_err(|_| Errno::FBIG)?;
+    let mut data = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let buf = data.get_mut(done..).unwrap_or_default();
+        match rustix::io::pread(fd, buf, done as u64) {
+            Ok(0) => return Err(Errno::INTR),
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(data)
+}

@@ -1,0 +1,104 @@
+//! The command line, parsed by clap. Every option can also come from a
+//! `MAPSERVE_*` environment variable (clap gives the command line precedence
+//! over the environment). Every field is an `Option` with no clap default, so
+//! "not given" stays visible and `Config::load` can fall back to the config
+//! file and then the built-in default.
+
+use super::units::{parse_duration, parse_size};
+use clap::Parser;
+use clap::builder::BoolishValueParser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// mapserve: an HTTP file server that serves bytes straight out of a cache of
+/// read-only shared memory mappings.
+///
+/// Precedence: command line > environment (MAPSERVE_*) > config file > built-in
+/// defaults. Sizes accept 268435456, 256MiB, 1G; durations accept 10, 10s, 500ms, 2m.
+#[derive(Debug, Default, Parser)]
+#[command(name = "mapserve", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Directory to serve [default: .]
+    #[arg(env = "MAPSERVE_ROOT", value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// Address to listen on; repeat for several; port 0 picks a free port [default: 127.0.0.1:8080]
+    #[arg(short, long, env = "MAPSERVE_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub listen: Vec<String>,
+
+    /// TOML config file (see config/mapserve.toml for every key)
+    #[arg(short, long, env = "MAPSERVE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Most bytes the cache keeps mapped or copied, in-flight responses included [default: 1GiB]
+    #[arg(long, env = "MAPSERVE_CACHE_MAX_BYTES", value_name = "SIZE", value_parser = parse_size)]
+    pub cache_max_bytes: Option<u64>,
+
+    /// Most cache entries (each mapped entry is one kernel mapping) [default: 10000]
+    #[arg(long, env = "MAPSERVE_CACHE_MAX_ENTRIES", value_name = "N")]
+    pub cache_max_entries: Option<usize>,
+
+    /// Files up to this size are copied into memory instead of mapped [default: 64KiB]
+    #[arg(long, env = "MAPSERVE_SMALL_FILE_MAX", value_name = "SIZE", value_parser = parse_size)]
+    pub small_file_max: Option<u64>,
+
+    /// Files larger than this are mapped in windows of this size [default: 64MiB]
+    #[arg(long, env = "MAPSERVE_WINDOW_SIZE", value_name = "SIZE", value_parser = parse_size)]
+    pub window_size: Option<u64>,
+
+    /// Serve dotfiles and dot-directories [default: false]
+    #[arg(long, env = "MAPSERVE_HIDDEN", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub hidden: Option<bool>,
+
+    /// Follow symlinks that resolve outside ROOT [default: false]
+    #[arg(long, env = "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub follow_symlinks_outside_root: Option<bool>,
+
+    /// Time allowed to receive a request head, counted from its first byte [default: 10s]
+    #[arg(long, env = "MAPSERVE_HEADER_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Option<Duration>,
+
+    /// Close a connection with no request in flight after this long without traffic [default: 60s]
+    #[arg(long, env = "MAPSERVE_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Drop a client that accepts no response bytes for this long [default: 60s]
+    #[arg(long, env = "MAPSERVE_SEND_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub send_timeout: Option<Duration>,
+
+    /// Most concurrent connections; further clients wait in the listen backlog; 0 = from the descriptor limit [default: 0]
+    #[arg(long, env = "MAPSERVE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// On SIGTERM/SIGINT, time in-flight responses get to finish [default: 10s]
+    #[arg(long, env = "MAPSERVE_GRACE_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace_period: Option<Duration>,
+
+    /// Most ranges served in one multipart response; more are answered with the whole file [default: 64]
+    #[arg(long, env = "MAPSERVE_MAX_RANGES", value_name = "N")]
+    pub max_ranges: Option<usize>,
+
+    /// Cache-Control value sent with every file, 304 and 206 [default: none]
+    #[arg(long, env = "MAPSERVE_CACHE_CONTROL", value_name = "VALUE")]
+    pub cache_control: Option<String>,
+
+    /// Log one line per request [default: true]
+    #[arg(long, env = "MAPSERVE_ACCESS_LOG", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new(),
+          conflicts_with = "no_access_log")]
+    pub access_log: Option<bool>,
+
+    /// Turn the access log off (same as --access-log=false)
+    #[arg(long)]
+    pub no_access_log: bool,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter [default: info]
+    #[arg(long, env = "MAPSERVE_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Runtime worker threads; 0 means one per CPU [default: 0]
+    #[arg(long, env = "MAPSERVE_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+}

@@ -1,0 +1,95 @@
+//! The TOML config file: the same keys as the long options, in kebab-case.
+//! Unknown keys are an error (`deny_unknown_fields`), so a typo stops start-up
+//! instead of being silently ignored.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Raw contents of a config file; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Directory to serve (relative to the current directory).
+    pub root: Option<PathBuf>,
+    /// One address or a list.
+    pub listen: Option<OneOrMany>,
+    /// See `--cache-max-bytes`.
+    pub cache_max_bytes: Option<Size>,
+    /// See `--cache-max-entries`.
+    pub cache_max_entries: Option<usize>,
+    /// See `--small-file-max`.
+    pub small_file_max: Option<Size>,
+    /// See `--window-size`.
+    pub window_size: Option<Size>,
+    /// See `--hidden`.
+    pub hidden: Option<bool>,
+    /// See `--follow-symlinks-outside-root`.
+    pub follow_symlinks_outside_root: Option<bool>,
+    /// See `--header-timeout`.
+    pub header_timeout: Option<Span>,
+    /// See `--idle-timeout`.
+    pub idle_timeout: Option<Span>,
+    /// See `--send-timeout`.
+    pub send_timeout: Option<Span>,
+    /// See `--max-connections`.
+    pub max_connections: Option<usize>,
+    /// See `--grace-period`.
+    pub grace_period: Option<Span>,
+    /// See `--max-ranges`.
+    pub max_ranges: Option<usize>,
+    /// See `--cache-control`.
+    pub cache_control: Option<String>,
+    /// See `--access-log`.
+    pub access_log: Option<bool>,
+    /// See `--log-level`.
+    pub log_level: Option<String>,
+    /// See `--workers`.
+    pub workers: Option<usize>,
+}
+
+/// `"addr"` or `["addr", ...]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single address.
+    One(String),
+    /// Several addresses.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The addresses as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A size: an integer number of bytes or a string such as `"256MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// Bytes.
+    Bytes(u64),
+    /// Text with a unit.
+    Text(String),
+}
+
+/// A duration: an integer number of seconds or a string such as `"500ms"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Span {
+    /// Seconds.
+    Secs(u64),
+    /// Text with a unit.
+    Text(String),
+}
+
+impl FileConfig {
+    /// Parses a config file's text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}

@@ -1,0 +1,351 @@
+//! Configuration in two stages: the raw layers ([`Cli`], which clap has
+//! already merged with the environment, and [`FileConfig`]) are resolved once
+//! into a validated, immutable [`Config`].
+//!
+//! Precedence: command line > `MAPSERVE_*` environment > config file >
+//! the built-in defaults below (mirrored in `config/mapserve.toml`, and a test
+//! checks that the two agree).
+
+pub mod cli;
+pub mod file;
+pub mod units;
+
+pub use cli::Cli;
+pub use file::FileConfig;
+
+use file::{Size, Span};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default mapped/copied byte budget: 1 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
+/// Default entry cap, far below the kernel's usual `vm.max_map_count` (65530).
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 10_000;
+/// Default size up to which files are copied into memory: 64 KiB.
+pub const DEFAULT_SMALL_FILE_MAX: u64 = 64 << 10;
+/// Default mapping window for large files: 64 MiB.
+pub const DEFAULT_WINDOW_SIZE: u64 = 64 << 20;
+/// Default request-head timeout.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default idle keep-alive timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default send (write progress) timeout.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default shutdown grace period.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// Default cap on ranges in one multipart response.
+pub const DEFAULT_MAX_RANGES: usize = 64;
+/// Default log filter.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The resolved, validated configuration. Built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Canonical path of the directory served.
+    pub root: PathBuf,
+    /// Addresses to listen on (at least one).
+    pub listen: Vec<SocketAddr>,
+    /// Hard bound on bytes mapped or copied by the cache.
+    pub cache_max_bytes: u64,
+    /// Most cache entries.
+    pub cache_max_entries: usize,
+    /// Files up to this size are copied instead of mapped.
+    pub small_file_max: u64,
+    /// Window size for large files (a multiple of the page size).
+    pub window_size: u64,
+    /// Serve dotfiles.
+    pub hidden: bool,
+    /// Follow symlinks out of ROOT.
+    pub follow_symlinks_outside_root: bool,
+    /// Request-head timeout.
+    pub header_timeout: Duration,
+    /// Idle keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Write-progress timeout.
+    pub send_timeout: Duration,
+    /// Concurrent connection cap.
+    pub max_connections: usize,
+    /// Shutdown grace period.
+    pub grace_period: Duration,
+    /// Multipart range cap.
+    pub max_ranges: usize,
+    /// Cache-Control header value, if any.
+    pub cache_control: Option<http::HeaderValue>,
+    /// Per-request log line.
+    pub access_log: bool,
+    /// tracing filter.
+    pub log_level: String,
+    /// Worker threads (resolved; at least 1).
+    pub workers: usize,
+    /// Non-fatal findings to log once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// Why the configuration was refused. Each message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, including the key.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// The option or config key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+/// Names of every `MAPSERVE_*` variable mapserve reads.
+pub const KNOWN_ENV: &[&str] = &[
+    "MAPSERVE_ROOT",
+    "MAPSERVE_LISTEN",
+    "MAPSERVE_CONFIG",
+    "MAPSERVE_CACHE_MAX_BYTES",
+    "MAPSERVE_CACHE_MAX_ENTRIES",
+    "MAPSERVE_SMALL_FILE_MAX",
+    "MAPSERVE_WINDOW_SIZE",
+    "MAPSERVE_HIDDEN",
+    "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT",
+    "MAPSERVE_HEADER_TIMEOUT",
+    "MAPSERVE_IDLE_TIMEOUT",
+    "MAPSERVE_SEND_TIMEOUT",
+    "MAPSERVE_MAX_CONNECTIONS",
+    "MAPSERVE_GRACE_PERIOD",
+    "MAPSERVE_MAX_RANGES",
+    "MAPSERVE_CACHE_CONTROL",
+    "MAPSERVE_ACCESS_LOG",
+    "MAPSERVE_LOG_LEVEL",
+    "MAPSERVE_WORKERS",
+];
+
+impl Config {
+    /// Resolves the layers into a validated configuration.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                FileConfig::parse(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        resolve(cli, file)
+    }
+}
+
+fn size(key: &'static str, cli: Option<u64>, file: Option<Size>, default: u64) -> Result<u64, ConfigError> {
+    if let Some(v) = cli {
+        return Ok(v);
+    }
+    match file {
+        None => Ok(default),
+        Some(Size::Bytes(n)) => Ok(n),
+        Some(Size::Text(t)) => units::parse_size(&t).map_err(|r| invalid(key, r)),
+    }
+}
+
+fn span(
+    key: &'static str,
+    cli: Option<Duration>,
+    file: Option<Span>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let value = match (cli, file) {
+        (Some(v), _) => v,
+        (None, None) => default,
+        (None, Some(Span::Secs(n))) => Duration::from_secs(n),
+        (None, Some(Span::Text(t))) => units::parse_duration(&t).map_err(|r| invalid(key, r))?,
+    };
+    if value.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(value)
+}
+
+fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("MAPSERVE_") && !KNOWN_ENV.contains(&name.as_ref()) {
+            warnings.push(format!("ignoring unknown environment variable {name}"));
+        }
+    }
+
+    let root_given = cli.root.or(file.root).unwrap_or_else(|| PathBuf::from("."));
+    let root = std::fs::canonicalize(&root_given)
+        .map_err(|e| invalid("root", format!("{}: {e}", root_given.display())))?;
+    if !root.is_dir() {
+        return Err(invalid("root", format!("{} is not a directory", root.display())));
+    }
+
+    let listen_text = if !cli.listen.is_empty() {
+        cli.listen
+    } else {
+        file.listen.map(|l| l.into_vec()).unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()])
+    };
+    if listen_text.is_empty() {
+        return Err(invalid("listen", "at least one address is required"));
+    }
+    let mut listen = Vec::new();
+    for text in &listen_text {
+        let addrs = text
+            .to_socket_addrs()
+            .map_err(|e| invalid("listen", format!("`{text}`: {e} (expected HOST:PORT)")))?;
+        for addr in addrs {
+            if !listen.contains(&addr) {
+                listen.push(addr);
+            }
+        }
+    }
+    if listen.is_empty() {
+        return Err(invalid("listen", "no address resolved"));
+    }
+
+    let cache_max_bytes =
+        size("cache-max-bytes", cli.cache_max_bytes, file.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES)?;
+    if cache_max_bytes < 1 << 20 {
+        return Err(invalid("cache-max-bytes", "must be at least 1MiB"));
+    }
+    let cache_max_entries =
+        cli.cache_max_entries.or(file.cache_max_entries).unwrap_or(DEFAULT_CACHE_MAX_ENTRIES);
+    let max_map_count = crate::limits::max_map_count();
+    if cache_max_entries == 0 {
+        return Err(invalid("cache-max-entries", "must be at least 1"));
+    }
+    if let Some(limit) = max_map_count {
+        if cache_max_entries as u64 > limit / 2 {
+            return Err(invalid(
+                "cache-max-entries",
+                format!(
+                    "{cache_max_entries} is more than half of vm.max_map_count ({limit}); lower it or raise the sysctl"
+                ),
+            ));
+        }
+    }
+    let small_file_max =
+        size("small-file-max", cli.small_file_max, file.small_file_max, DEFAULT_SMALL_FILE_MAX)?;
+    if small_file_max > cache_max_bytes / 4 {
+        return Err(invalid("small-file-max", "must be at most a quarter of cache-max-bytes"));
+    }
+    let window_size = size("window-size", cli.window_size, file.window_size, DEFAULT_WINDOW_SIZE)?;
+    let page = crate::limits::page_size();
+    if window_size == 0 || window_size % page != 0 {
+        return Err(invalid("window-size", format!("must be a non-zero multiple of the page size ({page})")));
+    }
+    if window_size > cache_max_bytes / 2 {
+        return Err(invalid("window-size", "must be at most half of cache-max-bytes"));
+    }
+
+    let header_timeout =
+        span("header-timeout", cli.header_timeout, file.header_timeout, DEFAULT_HEADER_TIMEOUT)?;
+    let idle_timeout = span("idle-timeout", cli.idle_timeout, file.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
+    let send_timeout = span("send-timeout", cli.send_timeout, file.send_timeout, DEFAULT_SEND_TIMEOUT)?;
+    let grace_period = match (cli.grace_period, file.grace_period) {
+        (Some(v), _) => v,
+        (None, None) => DEFAULT_GRACE_PERIOD,
+        (None, Some(Span::Secs(n))) => Duration::from_secs(n),
+        (None, Some(Span::Text(t))) => units::parse_duration(&t).map_err(|r| invalid("grace-period", r))?,
+    };
+
+    let nofile = crate::limits::nofile_soft();
+    let max_connections = match cli.max_connections.or(file.max_connections) {
+        None | Some(0) => auto_max_connections(nofile),
+        Some(n) => {
+            if let Some(nofile) = nofile {
+                if n as u64 + 16 > nofile {
+                    warnings.push(format!(
+                        "max-connections {n} is close to the descriptor limit {nofile}: expect 503s when files cannot be opened"
+                    ));
+                }
+            }
+            n
+        }
+    };
+
+    let max_ranges = cli.max_ranges.or(file.max_ranges).unwrap_or(DEFAULT_MAX_RANGES);
+    if max_ranges == 0 {
+        return Err(invalid("max-ranges", "must be at least 1"));
+    }
+    let cache_control = match cli.cache_control.or(file.cache_control) {
+        None => None,
+        Some(text) if text.is_empty() => None,
+        Some(text) => Some(
+            http::HeaderValue::from_str(&text)
+                .map_err(|_| invalid("cache-control", "not a valid header value"))?,
+        ),
+    };
+    let access_log =
+        if cli.no_access_log { false } else { cli.access_log.or(file.access_log).unwrap_or(true) };
+    let log_level = cli.log_level.or(file.log_level).unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(invalid("log-level", format!("`{log_level}` is not a log filter")));
+    }
+    let workers = match cli.workers.or(file.workers).unwrap_or(0) {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n if n > 1024 => return Err(invalid("workers", "must be at most 1024")),
+        n => n,
+    };
+
+    Ok(Config {
+        root,
+        listen,
+        cache_max_bytes,
+        cache_max_entries,
+        small_file_max,
+        window_size,
+        hidden: cli.hidden.or(file.hidden).unwrap_or(false),
+        follow_symlinks_outside_root: cli
+            .follow_symlinks_outside_root
+            .or(file.follow_symlinks_outside_root)
+            .unwrap_or(false),
+        header_timeout,
+        idle_timeout,
+        send_timeout,
+        max_connections,
+        grace_period,
+        max_ranges,
+        cache_control,
+        access_log,
+        log_level,
+        workers,
+        warnings,
+    })
+}
+
+/// Leaves room under the descriptor limit for files being opened and the
+/// process's own descriptors: three quarters of the limit, less 32.
+fn auto_max_connections(nofile: Option<u64>) -> usize {
+    let Some(nofile) = nofile else {
+        return 1024;
+    };
+    let n = (nofile.saturating_mul(3) / 4).saturating_sub(32);
+    n.clamp(8, 16_384) as usize
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! Precedence and validation of the configuration layers, and agreement
+//! between the built-in defaults and the annotated example file.
+
+use super::*;
+use clap::Parser;
+
+fn cli(args: &[&str]) -> Cli {
+    let mut argv = vec!["mapserve"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).unwrap()
+}
+
+fn file(text: &str) -> FileConfig {
+    FileConfig::parse(text).unwrap()
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_given() {
+    let c = resolve(cli(&[]), FileConfig::default()).unwrap();
+    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(c.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES);
+    assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
+    assert!(!c.hidden);
+    assert!(c.access_log);
+    assert_eq!(c.root, std::fs::canonicalize(".").unwrap());
+}
+
+#[test]
+fn command_line_beats_file_and_file_beats_defaults() {
+    let f =
+        file("cache-max-bytes = \"512MiB\"\nhidden = true\nheader-timeout = 3\nlisten = [\"127.0.0.1:0\"]\n");
+    let from_file = resolve(cli(&[]), f).unwrap();
+    assert_eq!(from_file.cache_max_bytes, 512 << 20);
+    assert!(from_file.hidden);
+    assert_eq!(from_file.header_timeout, Duration::from_secs(3));
+    assert_eq!(from_file.listen[0].port(), 0);
+
+    let f = file("cache-max-bytes = \"512MiB\"\nhidden = true\n");
+    let c = resolve(cli(&["--cache-max-bytes", "256MiB", "--hidden=false"]), f).unwrap();
+    assert_eq!(c.cache_max_bytes, 256 << 20);
+    assert!(!c.hidden);
+}
+
+#[test]
+fn flags_do_not_swallow_the_root_argument() {
+    let c = cli(&["--hidden", "/tmp"]);
+    assert_eq!(c.hidden, Some(true));
+    assert_eq!(c.root, Some(PathBuf::from("/tmp")));
+}
+
+#[test]
+fn sizes_accept_plain_and_suffixed_forms() {
+    assert_eq!(cli(&["--cache-max-bytes", "268435456"]).cache_max_bytes, Some(268_435_456));
+    assert_eq!(cli(&["--cache-max-bytes", "256MiB"]).cache_max_bytes, Some(268_435_456));
+    assert!(Cli::try_parse_from(["mapserve", "--cache-max-bytes", "lots"]).is_err());
+}
+
+#[test]
+fn repeated_listen_gives_several_addresses() {
+    let c = resolve(cli(&["-l", "127.0.0.1:0", "--listen", "[::1]:0"]), FileConfig::default()).unwrap();
+    assert_eq!(c.listen.len(), 2);
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--cache-max-bytes", "1KiB"], "", "cache-max-bytes"),
+        (&["--cache-max-entries", "0"], "", "cache-max-entries"),
+        (&["--cache-max-entries", "10000000"], "", "cache-max-entries"),
+        (&["--window-size", "1000"], "", "window-size"),
+        (&["--header-timeout", "0"], "", "header-timeout"),
+        (&["--max-ranges", "0"], "", "max-ranges"),
+        (&["--workers", "5000"], "", "workers"),
+        (&["--listen", "nonsense"], "", "listen"),
+        (&["/definitely/not/here"], "", "root"),
+        (&[], "cache-max-bytes = \"many\"", "cache-max-bytes"),
+        (&[], "idle-timeout = \"soon\"", "idle-timeout"),
+        (&["--log-level", "[["], "", "log-level"),
+    ];
+    for (args, text, key) in cases {
+        let err = resolve(cli(args), file(text)).unwrap_err().to_string();
+        assert!(err.contains(key), "{args:?} {text:?}: {err}");
+    }
+}
+
+#[test]
+fn unknown_file_keys_are_refused_with_their_name() {
+    let err = FileConfig::parse("cache-max-byte = 5\n").unwrap_err().to_string();
+    assert!(err.contains("cache-max-byte"), "{err}");
+}
+
+#[test]
+fn example_config_documents_every_default() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/mapserve.toml")).unwrap();
+    // Every key appears, commented out, with its default value.
+    let uncommented: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let f = FileConfig::parse(&uncommented).unwrap();
+    let from_example = resolve(Cli::default(), f).unwrap();
+    let defaults = resolve(Cli::default(), FileConfig::default()).unwrap();
+    assert_eq!(format!("{:?}", from_example.listen), format!("{:?}", defaults.listen));
+    assert_eq!(from_example.cache_max_bytes, defaults.cache_max_bytes);
+    assert_eq!(from_example.cache_max_entries, defaults.cache_max_entries);
+    assert_eq!(from_example.small_file_max, defaults.small_file_max);
+    assert_eq!(from_example.window_size, defaults.window_size);
+    assert_eq!(from_example.hidden, defaults.hidden);
+    assert_eq!(from_example.follow_symlinks_outside_root, defaults.follow_symlinks_outside_root);
+    assert_eq!(from_example.header_timeout, defaults.header_timeout);
+    assert_eq!(from_example.idle_timeout, defaults.idle_timeout);
+    assert_eq!(from_example.send_timeout, defaults.send_timeout);
+    assert_eq!(from_example.grace_period, defaults.grace_period);
+    assert_eq!(from_example.max_ranges, defaults.max_ranges);
+    assert_eq!(from_example.cache_control, defaults.cache_control);
+    assert_eq!(from_example.access_log, defaults.access_log);
+    assert_eq!(from_example.log_level, defaults.log_level);
+    assert_eq!(from_example.workers, defaults.workers);
+    // And every FileConfig key is documented.
+    for key in [
+        "root",
+        "listen",
+        "cache-max-bytes",
+        "cache-max-entries",
+        "small-file-max",
+        "window-size",
+        "hidden",
+        "follow-symlinks-outside-root",
+        "header-timeout",
+        "idle-timeout",
+        "send-timeout",
+        "max-connections",
+        "grace-period",
+        "max-ranges",
+        "cache-control",
+        "access-log",
+        "log-level",
+        "workers",
+    ] {
+        assert!(text.contains(&format!("{key} =")), "config/mapserve.toml lacks {key}");
+    }
+}

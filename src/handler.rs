@@ -1,0 +1,160 @@
+//! The request pipeline, top to bottom:
+//!
+//! 1. **Method**: GET and HEAD; anything else is 405 with `Allow`.
+//! 2. **Host**: an HTTP/1.1 request needs exactly one Host (RFC 9112 §3.2).
+//! 3. **Path**: decode and validate (`path`); `/dir/` asks for `dir/index.html`.
+//! 4. **Cache**: the entry in its current state (`cache`); a directory asked
+//!    for without its slash is redirected.
+//! 5. **Preconditions**: RFC 9110 §13.2.2 (`http::conditional`).
+//! 6. **Range**: for GET, when `If-Range` allows (`http::range`).
+//! 7. **Response**: built in one place (`response`); the body logs the access
+//!    line and releases the connection's in-flight mark when it ends.
+
+use crate::body::AccessRecord;
+use crate::cache::{Content, FileCache};
+use crate::error::ServeError;
+use crate::http::conditional::{self, Decision, Validators};
+use crate::http::range::{self, RangeOutcome};
+use crate::path;
+use crate::response::{self, Plan, Policy};
+use crate::track::ConnTracker;
+use axum::extract::{Request, State};
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, Version, header};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Shared state of the application.
+#[derive(Debug)]
+pub struct App {
+    /// The cache.
+    pub cache: FileCache,
+    /// Serve dotfiles.
+    pub hidden: bool,
+    /// Multipart range cap.
+    pub max_ranges: usize,
+    /// Response policy.
+    pub policy: Policy,
+    /// Emit access log lines.
+    pub access_log: bool,
+}
+
+/// Per-connection facts attached to every request by the server.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The connection's activity tracker.
+    pub tracker: Arc<ConnTracker>,
+}
+
+/// The axum handler for every path.
+pub async fn handle(State(app): State<Arc<App>>, req: Request) -> axum::response::Response {
+    let start = Instant::now();
+    let (req, _body) = req.into_parts();
+    let conn = req.extensions.get::<ConnInfo>().cloned();
+    let guard = conn.as_ref().map(|c| c.tracker.begin());
+    let head = req.method == Method::HEAD;
+    let mut response = match serve(&app, &req, head).await {
+        Ok(response) => response,
+        Err(e) => {
+            match &e {
+                ServeError::Internal(cause) => {
+                    tracing::error!(path = %req.uri.path(), %cause, "request failed")
+                }
+                ServeError::Unavailable(cause) => {
+                    tracing::warn!(path = %req.uri.path(), %cause, "answered 503")
+                }
+                _ => {}
+            }
+            response::error(&e, head)
+        }
+    };
+    let record = match (&conn, app.access_log) {
+        (Some(c), true) => Some(AccessRecord {
+            client: c.peer,
+            method: req.method.clone(),
+            target: req.uri.path_and_query().map_or_else(|| req.uri.to_string(), |pq| pq.to_string()),
+            version: req.version,
+            status: response.status().as_u16(),
+            start,
+        }),
+        _ => None,
+    };
+    response.body_mut().attach(record, guard);
+    response.map(axum::body::Body::new)
+}
+
+async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::body::FileBody>, ServeError> {
+    let method = &req.method;
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ServeError::MethodNotAllowed);
+    }
+    let hosts = req.headers.get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && req.version == Version::HTTP_11) {
+        return Err(ServeError::BadRequest);
+    }
+    let rel = path::parse(req.uri.path(), app.hidden)?;
+    let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
+    let entry = app.cache.get(key.as_bytes()).await?;
+    if let Content::Dir = entry.content {
+        if rel.has_trailing_slash() {
+            return Err(ServeError::NotFound);
+        }
+        return Ok(response::redirect(directory_location(req), head));
+    }
+
+    let validators = Validators {
+        etag: entry.headers.etag.as_bytes(),
+        last_modified: entry.headers.last_modified_secs,
+        last_modified_is_strong: entry
+            .headers
+            .last_modified_secs
+            .is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
+    };
+    let is_get = *method == Method::GET;
+    let plan = match conditional::evaluate(&req.headers, is_get, &validators) {
+        Decision::NotModified => Plan::NotModified,
+        Decision::PreconditionFailed => Plan::PreconditionFailed,
+        Decision::Proceed { use_range } => {
+            let mut ranges = req.headers.get_all(header::RANGE).iter();
+            match (is_get && use_range, ranges.next(), ranges.next()) {
+                (true, Some(value), None) => {
+                    let parsed = range::parse(value.as_bytes());
+                    match range::resolve(&parsed, entry.len(), app.max_ranges) {
+                        RangeOutcome::Full => Plan::Full,
+                        RangeOutcome::Unsatisfiable => Plan::Unsatisfiable,
+                        RangeOutcome::Single(r) => Plan::Single(r),
+                        RangeOutcome::Multi(v) => Plan::Multi(v),
+                    }
+                }
+                _ => Plan::Full,
+            }
+        }
+    };
+    Ok(response::file(&entry, plan, head, &app.policy))
+}
+
+/// `Location` for a directory asked for without its trailing slash: the
+/// request's own (still encoded) path with the slash added and the query
+/// kept. A path, not an absolute URL, so it stays right behind a proxy;
+/// repeated slashes are collapsed so that `//host/dir` cannot become a
+/// protocol-relative redirect to another site.
+fn directory_location(req: &Parts) -> HeaderValue {
+    let mut location = String::with_capacity(req.uri.path().len() + 2);
+    for segment in req.uri.path().split('/').filter(|s| !s.is_empty()) {
+        location.push('/');
+        location.push_str(segment);
+    }
+    location.push('/');
+    if let Some(query) = req.uri.query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    HeaderValue::from_str(&location).unwrap_or_else(|_| HeaderValue::from_static("/"))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,41 @@
+//! The `mapserve` binary: parse the command line, resolve the configuration,
+//! start logging and the runtime, and run the server until a signal.
+
+use clap::Parser;
+use mapserve::config::{Cli, Config};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mapserve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    mapserve::limits::raise_nofile();
+    let _log = mapserve::logging::init(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .thread_name("mapserve-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mapserve: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(mapserve::server::run(config));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("mapserve: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The only module with `unsafe` code: read-only shared file mappings.
+//!
+//! A [`Region`] is one `mmap(PROT_READ, MAP_SHARED)` of part of a file, made
+//! with memmap2 at a page-aligned offset. The descriptor it was made from can
+//! be closed at once; the mapping keeps the inode alive.
+//!
+//! # The hazard
+//!
+//! If another process truncates the file, pages past the new end of file are
+//! gone: a user-space load from them raises SIGBUS, while the kernel copying
+//! from them into a socket (`writev`, which is how hyper sends our `Bytes`)
+//! fails with EFAULT instead. mapserve's contract is that served files are
+//! replaced by atomic rename, never truncated in place; when someone truncates
+//! anyway, the response in flight is aborted (short transfer) and the process
+//! lives. See the README's "mmap caveats".
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+
+/// A read-only, shared mapping of `len` bytes of a file starting at a
+/// page-aligned `offset`. Unmapped on drop.
+#[derive(Debug)]
+pub struct Region {
+    map: memmap2::Mmap,
+}
+
+impl Region {
+    /// Maps `len` bytes of `file` from `offset`, which must be a multiple of
+    /// the page size. `len` must be non-zero.
+    ///
+    /// # Errors
+    /// Whatever `mmap(2)` reports (ENOMEM under an address-space limit,
+    /// ENODEV for files that cannot be mapped, ...).
+    pub fn map(file: &File, offset: u64, len: usize) -> io::Result<Region> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        if offset % crate::limits::page_size() != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned mapping offset"));
+        }
+        // SAFETY: memmap2 marks file mappings unsafe because the file may be
+        // changed by other processes while mapped, which Rust's aliasing model
+        // cannot express. We uphold what we can: the mapping is read-only
+        // (PROT_READ) and shared, so no Rust reference to it is ever mutated by
+        // us; we never hand out `&[u8]` to callers that read it in user space
+        // on the serving path (bodies go to the kernel via writev, which turns
+        // a vanished page into EFAULT, not SIGBUS); and the length is checked
+        // against fstat by the caller, so the mapping starts within the file.
+        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file)? };
+        Ok(Region { map })
+    }
+
+    /// The mapped bytes. Reading them in user space is subject to SIGBUS if
+    /// the file is truncated; the serving path only passes them to the kernel.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: regions are never empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Asks the kernel to read the whole region ahead (`MADV_WILLNEED`).
+    pub fn will_need(&self) {
+        let _ = self.map.advise(memmap2::Advice::WillNeed);
+    }
+
+    /// Marks the region as read sequentially (`MADV_SEQUENTIAL`).
+    pub fn sequential(&self) {
+        let _ = self.map.advise(memmap2::Advice::Sequential);
+    }
+}
+
+impl AsRef<[u8]> for Region {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn maps_a_file_and_a_page_aligned_window() {
+        let page = crate::limits::page_size() as usize;
+        let mut tmp = tempfile_in_target("region");
+        let data: Vec<u8> = (0..3 * page).map(|i| (i % 251) as u8).collect();
+        tmp.write_all(&data).unwrap();
+        let whole = Region::map(&tmp, 0, data.len()).unwrap();
+        assert_eq!(whole.as_slice(), &data[..]);
+        let window = Region::map(&tmp, page as u64, page + 10).unwrap();
+        assert_eq!(window.as_slice(), &data[page..2 * page + 10]);
+        assert!(Region::map(&tmp, 1, 10).is_err(), "unaligned offset refused");
+        assert!(Region::map(&tmp, 0, 0).is_err(), "empty refused");
+    }
+
+    fn tempfile_in_target(name: &str) -> File {
+        let dir = std::env::temp_dir().join(format!("mapserve-unit-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+}

@@ -1,0 +1,267 @@
+//! Request path -> a safe path relative to ROOT.
+//!
+//! The URI path is split on `/` first and each segment is percent-decoded
+//! exactly once, so `%2F` can never introduce a separator and `%252e` stays the
+//! literal `%2e`. A decoded segment that is `.` or `..`, or that contains NUL,
+//! `/` or `\`, rejects the whole request (400); so does a drive prefix such as
+//! `C:` in the first segment. Empty segments (`//`) are dropped. A segment that
+//! starts with `.` is a dotfile: 404 unless hidden files are served.
+//!
+//! Pure: no file-system access. Opening the result beneath ROOT without races
+//! is `fs`'s job.
+
+/// Longest decoded path accepted (Linux `PATH_MAX`); longer is "name too long".
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// A validated relative path: segments joined by `/`, no leading slash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelPath {
+    bytes: Vec<u8>,
+    trailing_slash: bool,
+}
+
+impl RelPath {
+    /// The relative path, e.g. `docs/a.txt`; empty for the root.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether the request path ended in `/` (a directory was asked for).
+    pub fn has_trailing_slash(&self) -> bool {
+        self.trailing_slash
+    }
+
+    /// The last segment, or empty for the root.
+    pub fn file_name(&self) -> &[u8] {
+        match self.bytes.iter().rposition(|&b| b == b'/') {
+            Some(slash) => self.bytes.get(slash + 1..).unwrap_or_default(),
+            None => &self.bytes,
+        }
+    }
+
+    /// This path joined with one more (already valid) segment.
+    pub fn join(&self, segment: &[u8]) -> RelPath {
+        let mut bytes = self.bytes.clone();
+        if !bytes.is_empty() {
+            bytes.push(b'/');
+        }
+        bytes.extend_from_slice(segment);
+        RelPath { bytes, trailing_slash: false }
+    }
+}
+
+/// Why a request path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Malformed or dangerous: traversal, NUL, backslash, bad escape (400).
+    #[error("bad request path")]
+    Invalid,
+    /// A dotfile while hidden files are not served (404).
+    #[error("hidden path")]
+    Hidden,
+    /// Longer than the file system allows (404).
+    #[error("path too long")]
+    TooLong,
+}
+
+/// Parses the path component of a request URI (no query string).
+pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<RelPath, PathError> {
+    let raw = uri_path.as_bytes();
+    let Some(raw) = raw.strip_prefix(b"/") else {
+        return Err(PathError::Invalid);
+    };
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut hidden = false;
+    let mut first = true;
+    for segment in raw.split(|&b| b == b'/') {
+        if segment.is_empty() {
+            continue;
+        }
+        let start = bytes.len();
+        if start > 0 {
+            bytes.push(b'/');
+        }
+        let seg_start = bytes.len();
+        decode_into(segment, &mut bytes)?;
+        let decoded = bytes.get(seg_start..).unwrap_or_default();
+        if decoded == b"." || decoded == b".." {
+            return Err(PathError::Invalid);
+        }
+        if decoded.iter().any(|&b| b == 0 || b == b'/' || b == b'\\') {
+            return Err(PathError::Invalid);
+        }
+        if first && is_drive_prefix(decoded) {
+            return Err(PathError::Invalid);
+        }
+        if decoded.first() == Some(&b'.') {
+            hidden = true;
+        }
+        if bytes.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        first = false;
+    }
+    if hidden && !serve_hidden {
+        return Err(PathError::Hidden);
+    }
+    let trailing_slash = raw.is_empty() || raw.ends_with(b"/");
+    Ok(RelPath { bytes, trailing_slash })
+}
+
+/// `C:` as a whole segment: a Windows drive prefix, meaningless here and refused.
+fn is_drive_prefix(segment: &[u8]) -> bool {
+    matches!(segment, [letter, b':'] if letter.is_ascii_alphabetic())
+}
+
+fn decode_into(segment: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
+    let mut i = 0;
+    while let Some(&b) = segment.get(i) {
+        if b == b'%' {
+            let hi = segment.get(i + 1).and_then(|&h| hex(h));
+            let lo = segment.get(i + 2).and_then(|&l| hex(l));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                _ => return Err(PathError::Invalid),
+            }
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ok(path: &str) -> String {
+        String::from_utf8(parse(path, false).unwrap().as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn ordinary_paths_resolve() {
+        assert_eq!(ok("/"), "");
+        assert_eq!(ok("/a.txt"), "a.txt");
+        assert_eq!(ok("/sub/a.txt"), "sub/a.txt");
+        assert_eq!(ok("/sub//a.txt"), "sub/a.txt");
+        assert_eq!(ok("/%73ub/a.txt"), "sub/a.txt");
+        assert_eq!(ok("/space%20name.txt"), "space name.txt");
+        assert_eq!(ok("/caf%C3%A9"), "café");
+        assert_eq!(ok("/a:b"), "a:b");
+        assert_eq!(ok("/100%25"), "100%");
+        assert_eq!(ok("/%252e%252e/x"), "%2e%2e/x");
+        assert!(parse("/dir/", false).unwrap().has_trailing_slash());
+        assert!(!parse("/dir", false).unwrap().has_trailing_slash());
+        assert!(parse("/", false).unwrap().has_trailing_slash());
+    }
+
+    #[test]
+    fn traversal_and_junk_are_refused() {
+        let bad = [
+            "/..",
+            "/../etc/passwd",
+            "/a/../b",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/.%2e/x",
+            "/./a",
+            "/a/.",
+            "/a%2f..%2fb",
+            "/a%2F",
+            "/%00",
+            "/a%00.txt",
+            "/a\\b",
+            "/a%5cb",
+            "/..%5c..",
+            "/C:",
+            "/c:/windows",
+            "/C%3A/x",
+            "/%zz",
+            "/%4",
+            "/%",
+            "relative",
+            "",
+        ];
+        for path in bad {
+            assert_eq!(parse(path, true), Err(PathError::Invalid), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn dotfiles_are_hidden_unless_enabled() {
+        assert_eq!(parse("/.env", false), Err(PathError::Hidden));
+        assert_eq!(parse("/.git/config", false), Err(PathError::Hidden));
+        assert_eq!(parse("/a/%2egit/config", false), Err(PathError::Hidden));
+        assert_eq!(ok_hidden("/.well-known/x"), ".well-known/x");
+        assert_eq!(parse("/..", false), Err(PathError::Invalid), "traversal is 400 even when hidden");
+    }
+
+    fn ok_hidden(path: &str) -> String {
+        String::from_utf8(parse(path, true).unwrap().as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn overlong_paths_are_too_long() {
+        let long = format!("/{}", "a/".repeat(3000));
+        assert_eq!(parse(&long, false), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn file_name_and_join() {
+        let p = parse("/a/b.txt", false).unwrap();
+        assert_eq!(p.file_name(), b"b.txt");
+        assert_eq!(parse("/", false).unwrap().join(b"index.html").as_bytes(), b"index.html");
+        assert_eq!(parse("/d/", false).unwrap().join(b"index.html").as_bytes(), b"d/index.html");
+    }
+
+    proptest! {
+        #[test]
+        fn resolved_path_never_leaves_root(s in "(/([a-z.%25/\\\\]|%2[eEfF]|%5[cC]|%00|\\.\\.){0,6}){1,6}") {
+            if let Ok(p) = parse(&s, true) {
+                let bytes = p.as_bytes();
+                prop_assert!(!bytes.starts_with(b"/"));
+                for seg in bytes.split(|&b| b == b'/').filter(|_| !bytes.is_empty()) {
+                    prop_assert!(!seg.is_empty() && seg != b"." && seg != b"..");
+                    prop_assert!(!seg.contains(&0) && !seg.contains(&b'\\'));
+                }
+                // Joining with a root and normalising lexically stays under it.
+                let joined = std::path::Path::new("/srv/root").join(std::str::from_utf8(bytes).unwrap());
+                let mut depth = 0i32;
+                for c in joined.strip_prefix("/srv/root").unwrap().components() {
+                    match c {
+                        std::path::Component::Normal(_) => depth += 1,
+                        _ => prop_assert!(false, "non-normal component in {:?}", joined),
+                    }
+                }
+                prop_assert!(depth >= 0);
+            }
+        }
+
+        #[test]
+        fn parser_is_total(s in "\\PC{0,64}") {
+            let _ = parse(&s, false);
+        }
+
+        #[test]
+        fn decoding_happens_exactly_once(name in "[a-zA-Z0-9 ._~%-]{1,20}") {
+            // Encode every byte, request it, and get the original name back.
+            let encoded: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+            match parse(&format!("/{encoded}"), true) {
+                Ok(p) => prop_assert_eq!(p.as_bytes(), name.as_bytes()),
+                Err(e) => prop_assert!(name == "." || name == ".." || is_drive_prefix(name.as_bytes()), "{:?}", e),
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The one place that builds responses: statuses, headers and bodies.
+//!
+//! Handlers decide (`http::conditional`, `http::range`) and pass a [`Plan`];
+//! this module turns it into a `Response<FileBody>`. Every 200/206 carries an
+//! exact Content-Length; HEAD gets exactly GET's headers and no body; 304
+//! repeats the validators and Cache-Control a 200 would carry.
+
+use crate::body::{FileBody, Part};
+use crate::cache::{Content, Entry};
+use crate::error::ServeError;
+use crate::http::multipart;
+use crate::http::range::ByteRange;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use std::sync::Arc;
+
+/// Response policy from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// `Cache-Control` for file responses.
+    pub cache_control: Option<HeaderValue>,
+}
+
+/// What to send for a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// 200 with the whole file.
+    Full,
+    /// 206 with one range.
+    Single(ByteRange),
+    /// 206 `multipart/byteranges`.
+    Multi(Vec<ByteRange>),
+    /// 304.
+    NotModified,
+    /// 412.
+    PreconditionFailed,
+    /// 416.
+    Unsatisfiable,
+}
+
+const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
+const BYTES: HeaderValue = HeaderValue::from_static("bytes");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// Builds the response for `entry` according to `plan`.
+pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Response<FileBody> {
+    let h = &entry.headers;
+    let mut headers = HeaderMap::with_capacity(10);
+    headers.insert(header::ETAG, h.etag.clone());
+    if let Some(lm) = &h.last_modified {
+        headers.insert(header::LAST_MODIFIED, lm.clone());
+    }
+    if let Some(cc) = &policy.cache_control {
+        headers.insert(header::CACHE_CONTROL, cc.clone());
+    }
+    let (status, parts, length) = match plan {
+        Plan::NotModified => return build(StatusCode::NOT_MODIFIED, headers, FileBody::empty()),
+        Plan::PreconditionFailed => {
+            return text(StatusCode::PRECONDITION_FAILED, headers, "412 precondition failed\n", head);
+        }
+        Plan::Unsatisfiable => {
+            headers.insert(header::CONTENT_RANGE, unsatisfied_range(entry.len()));
+            headers.insert(header::ACCEPT_RANGES, BYTES);
+            return text(StatusCode::RANGE_NOT_SATISFIABLE, headers, "416 range not satisfiable\n", head);
+        }
+        Plan::Full => {
+            headers.insert(header::CONTENT_TYPE, h.content_type.clone());
+            let parts = vec![span(entry, 0, entry.len())];
+            (StatusCode::OK, parts, entry.len())
+        }
+        Plan::Single(r) => {
+            headers.insert(header::CONTENT_TYPE, h.content_type.clone());
+            headers.insert(header::CONTENT_RANGE, content_range(r, entry.len()));
+            (StatusCode::PARTIAL_CONTENT, vec![span(entry, r.first, r.len())], r.len())
+        }
+        Plan::Multi(ranges) => {
+            let m =
+                multipart::plan(&ranges, entry.len(), h.content_type.as_bytes(), multipart::new_boundary());
+            let ct = format!("multipart/byteranges; boundary={}", m.boundary);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap_or(TEXT));
+            let mut parts = Vec::with_capacity(m.parts.len() * 2 + 1);
+            for (head_bytes, r) in m.parts {
+                parts.push(Part::Ready(head_bytes));
+                parts.push(span(entry, r.first, r.len()));
+            }
+            parts.push(Part::Ready(m.trailer));
+            (StatusCode::PARTIAL_CONTENT, parts, m.content_length)
+        }
+    };
+    headers.insert(header::ACCEPT_RANGES, BYTES);
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let body = if head { FileBody::empty() } else { FileBody::new(parts, Some(entry.clone())) };
+    build(status, headers, body)
+}
+
+/// `len` bytes of the entry from `first`, as a body part.
+fn span(entry: &Entry, first: u64, len: u64) -> Part {
+    match &entry.content {
+        Content::Whole(bytes) => {
+            let start = usize::try_from(first).unwrap_or(usize::MAX).min(bytes.len());
+            let end = usize::try_from(first.saturating_add(len)).unwrap_or(usize::MAX).min(bytes.len());
+            Part::Ready(bytes.slice(start..end))
+        }
+        Content::Stream(fd) => Part::Pread { fd: fd.clone(), offset: first, len },
+        Content::Dir => Part::Ready(Bytes::new()),
+    }
+}
+
+fn content_range(r: ByteRange, len: u64) -> HeaderValue {
+    let text = format!("bytes {}-{}/{}", r.first, r.last, len);
+    HeaderValue::from_str(&text).unwrap_or(BYTES)
+}
+
+fn unsatisfied_range(len: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("bytes */{len}")).unwrap_or(BYTES)
+}
+
+/// 301 to `location` (a path, so it stays right behind a reverse proxy).
+pub fn redirect(location: HeaderValue, head: bool) -> Response<FileBody> {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::LOCATION, location);
+    text(StatusCode::MOVED_PERMANENTLY, headers, "301 moved permanently\n", head)
+}
+
+/// The response for a request-path failure.
+pub fn error(e: &ServeError, head: bool) -> Response<FileBody> {
+    let mut headers = HeaderMap::new();
+    match e {
+        ServeError::MethodNotAllowed => {
+            headers.insert(header::ALLOW, ALLOW);
+        }
+        ServeError::Unavailable(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    text(e.status(), headers, e.public_text(), head)
+}
+
+fn text(status: StatusCode, mut headers: HeaderMap, body: &'static str, head: bool) -> Response<FileBody> {
+    headers.insert(header::CONTENT_TYPE, TEXT);
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let body =
+        if head { FileBody::empty() } else { FileBody::from_bytes(Bytes::from_static(body.as_bytes())) };
+    build(status, headers, body)
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: FileBody) -> Response<FileBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

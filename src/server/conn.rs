@@ -1,0 +1,207 @@
+//! The connection's I/O wrapper: a `TcpStream` that enforces mapserve's
+//! three timeouts, which hyper does not provide in the form needed.
+//!
+//! * **header**: from the first byte of a request head (or from accept) until
+//!   the request starts, at most `header_timeout` (slowloris defence);
+//! * **idle**: with no request in flight and no partial head, a connection
+//!   silent for `idle_timeout` is closed (keep-alive idle);
+//! * **send**: a write that makes no progress for `send_timeout` fails, so a
+//!   client that stops reading is dropped and its mapping released (hyper
+//!   has no write timeout: HTTP-NOTES F3).
+//!
+//! It knows whether a request is in flight from the connection's
+//! [`ConnTracker`], which the handler and response body update. Writes are
+//! forwarded vectored, so hyper keeps writing bodies straight from the
+//! mappings (`writev`), with no copy.
+
+use crate::track::ConnTracker;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// The three connection timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Request-head timeout.
+    pub header: Duration,
+    /// Idle keep-alive timeout.
+    pub idle: Duration,
+    /// Write-progress timeout.
+    pub send: Duration,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// A `TcpStream` with timeouts.
+#[derive(Debug)]
+pub struct ConnIo {
+    stream: TcpStream,
+    tracker: Arc<ConnTracker>,
+    limits: Timeouts,
+    timer: Option<Pin<Box<Sleep>>>,
+    timer_at: Option<Instant>,
+    last_activity: Instant,
+    head_since: Option<Instant>,
+    seen_started: u64,
+    write_blocked_since: Option<Instant>,
+    is_h2: Option<bool>,
+}
+
+impl ConnIo {
+    /// Wraps an accepted stream. The header clock starts now: a client that
+    /// connects and sends nothing is closed after the header timeout.
+    pub fn new(stream: TcpStream, tracker: Arc<ConnTracker>, limits: Timeouts) -> ConnIo {
+        let now = Instant::now();
+        ConnIo {
+            stream,
+            tracker,
+            limits,
+            timer: None,
+            timer_at: None,
+            last_activity: now,
+            head_since: Some(now),
+            seen_started: 0,
+            write_blocked_since: None,
+            is_h2: None,
+        }
+    }
+
+    fn sync_started(&mut self) {
+        let started = self.tracker.started();
+        if started != self.seen_started {
+            self.seen_started = started;
+            self.head_since = None;
+        }
+    }
+
+    fn on_read(&mut self, data: &[u8]) {
+        let now = Instant::now();
+        self.last_activity = now;
+        if self.is_h2.is_none() {
+            self.is_h2 = Some(data.starts_with(H2_PREFACE));
+        }
+        self.sync_started();
+        // After the first request, HTTP/2 control frames on an idle
+        // connection are not a request head: only the idle clock applies.
+        let h2_running = self.is_h2 == Some(true) && self.seen_started > 0;
+        if self.head_since.is_none() && self.tracker.in_flight() == 0 && !h2_running {
+            self.head_since = Some(now);
+        }
+    }
+
+    fn on_write_progress(&mut self) {
+        self.write_blocked_since = None;
+        self.last_activity = Instant::now();
+    }
+
+    /// Called when an operation is pending: arms the timer for the earliest
+    /// deadline that applies, and fails once one has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.sync_started();
+        let mut deadline: Option<(Instant, &'static str)> =
+            self.write_blocked_since.map(|t| (t + self.limits.send, "send timeout"));
+        if self.tracker.in_flight() == 0 {
+            let read_deadline = match self.head_since {
+                Some(t) => (t + self.limits.header, "request header timeout"),
+                None => (self.last_activity + self.limits.idle, "idle timeout"),
+            };
+            deadline = Some(match deadline {
+                Some(d) if d.0 <= read_deadline.0 => d,
+                _ => read_deadline,
+            });
+        }
+        let (at, what) = deadline?;
+        if at <= Instant::now() {
+            return Some(io::Error::new(io::ErrorKind::TimedOut, what));
+        }
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if self.timer_at != Some(at) {
+            timer.as_mut().reset(at);
+            self.timer_at = Some(at);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Some(io::Error::new(io::ErrorKind::TimedOut, what)),
+            Poll::Pending => None,
+        }
+    }
+
+    fn write_result(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.on_write_progress();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                self.write_blocked_since.get_or_insert_with(Instant::now);
+                match self.poll_deadline(cx) {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let filled = buf.filled();
+                if filled.len() > before {
+                    this.on_read(filled.get(before..).unwrap_or_default());
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match this.poll_deadline(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.write_result(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.write_result(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,221 @@
+//! Listening, accepting and serving connections, and shutting down.
+//!
+//! * One accept loop per listen address. A semaphore caps concurrent
+//!   connections: at the cap, the loop stops accepting and clients wait in the
+//!   kernel's backlog. Accept errors such as EMFILE back off (5 ms doubling to
+//!   1 s) instead of ending the loop.
+//! * Each connection gets `TCP_NODELAY`, the timeout wrapper ([`conn`]) and
+//!   hyper-util's auto builder: HTTP/1.0, HTTP/1.1 with keep-alive and
+//!   pipelining, and HTTP/2 with prior knowledge (h2c) on the same port.
+//!   HTTP/1 bodies are written with `writev` straight from the mappings.
+//! * SIGTERM or SIGINT: stop accepting, let in-flight responses finish for the
+//!   grace period, then return so that the process exits 0.
+
+pub mod conn;
+
+use crate::cache::{CacheConfig, FileCache};
+use crate::config::Config;
+use crate::config::units::format_size;
+use crate::fs::Root;
+use crate::handler::{App, ConnInfo};
+use crate::response::Policy;
+use crate::track::ConnTracker;
+use conn::{ConnIo, Timeouts};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// Most concurrent HTTP/2 streams per connection.
+const H2_MAX_STREAMS: u32 = 128;
+/// How often cache totals are logged.
+const STATS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs the server until SIGTERM or SIGINT, then drains for the grace period.
+pub async fn run(config: Config) -> io::Result<()> {
+    let root = Root::new(&config.root, config.follow_symlinks_outside_root)?;
+    let uses_openat2 = root.uses_openat2();
+    let cache = FileCache::new(
+        root,
+        &CacheConfig {
+            max_bytes: config.cache_max_bytes,
+            max_entries: config.cache_max_entries,
+            small_file_max: config.small_file_max,
+        },
+    );
+    let app = Arc::new(App {
+        cache: cache.clone(),
+        hidden: config.hidden,
+        max_ranges: config.max_ranges,
+        policy: Policy { cache_control: config.cache_control.clone() },
+        access_log: config.access_log,
+    });
+    let router = crate::app::router(app);
+
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        listeners.push(listener);
+    }
+    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+
+    tracing::info!(
+        root = %config.root.display(),
+        listen = ?bound,
+        cache_max_bytes = %format_size(config.cache_max_bytes),
+        cache_max_entries = config.cache_max_entries,
+        small_file_max = %format_size(config.small_file_max),
+        window_size = %format_size(config.window_size),
+        max_connections = config.max_connections,
+        workers = config.workers,
+        nofile = crate::limits::nofile_soft().unwrap_or(0),
+        vm_max_map_count = crate::limits::max_map_count().unwrap_or(0),
+        resolve = if config.follow_symlinks_outside_root { "openat (follows symlinks outside root)" }
+                  else if uses_openat2 { "openat2 RESOLVE_BENEATH" } else { "O_NOFOLLOW walk (no symlinks)" },
+        "mapserve starting"
+    );
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true).writev(true);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(H2_MAX_STREAMS);
+    let builder = Arc::new(builder);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let semaphore = Arc::new(Semaphore::new(config.max_connections));
+    let timeouts =
+        Timeouts { header: config.header_timeout, idle: config.idle_timeout, send: config.send_timeout };
+
+    let mut loops = Vec::new();
+    for (listener, addr) in listeners.into_iter().zip(&bound) {
+        eprintln!("listening on http://{addr}");
+        loops.push(tokio::spawn(accept_loop(
+            listener,
+            router.clone(),
+            builder.clone(),
+            graceful.clone(),
+            semaphore.clone(),
+            timeouts,
+            stop_rx.clone(),
+        )));
+    }
+    let stats = tokio::spawn(log_stats(cache.clone()));
+
+    wait_for_signal().await;
+    tracing::info!(grace = ?config.grace_period, "shutting down: no longer accepting");
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    stats.abort();
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    match tokio::time::timeout(config.grace_period, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections finished"),
+        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    semaphore: Arc<Semaphore>,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            permit = semaphore.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    if is_resource_error(&e) {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        backoff = Duration::from_millis(5);
+        let _ = stream.set_nodelay(true);
+        let tracker = ConnTracker::new();
+        let info = ConnInfo { peer, tracker: tracker.clone() };
+        let io = TokioIo::new(ConnIo::new(stream, tracker, timeouts));
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(info.clone());
+            let mut router = router.clone();
+            tower::Service::call(&mut router, req)
+        });
+        let connection = builder.serve_connection(io, service).into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Errors that mean "out of something": retrying at once would spin.
+fn is_resource_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn log_stats(cache: FileCache) {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = cache.stats();
+        tracing::info!(
+            entries = s.entries,
+            bytes = %format_size(s.bytes),
+            maps = s.maps,
+            hits = s.hits,
+            misses = s.misses,
+            "cache totals"
+        );
+    }
+}
