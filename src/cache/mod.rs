@@ -57,6 +57,7 @@ struct Shared {
     small_file_max: u64,
     hits: AtomicU64,
     misses: AtomicU64,
+    loads: AtomicU64,
 }
 
 /// A snapshot of the cache's counters, for logs and tests.
@@ -70,8 +71,10 @@ pub struct CacheStats {
     pub maps: u64,
     /// Lookups answered from the table.
     pub hits: u64,
-    /// Lookups that loaded.
+    /// Lookups not answered from the table.
     pub misses: u64,
+    /// Loads run (several concurrent misses share one).
+    pub loads: u64,
 }
 
 /// The cache. Cheap to clone.
@@ -97,6 +100,7 @@ impl FileCache {
             small_file_max: config.small_file_max,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let started =
@@ -134,6 +138,7 @@ impl FileCache {
             .get_or_init(|| async {
                 let shared = self.shared.clone();
                 let owned: Box<[u8]> = key.into();
+                shared.loads.fetch_add(1, Ordering::Relaxed);
                 let task =
                     tokio::task::spawn_blocking(move || budget::with_inline_unmap(|| shared.load(&owned)));
                 match task.await {
@@ -158,6 +163,7 @@ impl FileCache {
             maps: self.shared.budget.maps(),
             hits: self.shared.hits.load(Ordering::Relaxed),
             misses: self.shared.misses.load(Ordering::Relaxed),
+            loads: self.shared.loads.load(Ordering::Relaxed),
         }
     }
 

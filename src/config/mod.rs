@@ -217,7 +217,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
             .to_socket_addrs()
             .map_err(|e| invalid("listen", format!("`{text}`: {e} (expected HOST:PORT)")))?;
         for addr in addrs {
-            if !listen.contains(&addr) {
+            if addr.port() == 0 || !listen.contains(&addr) {
                 listen.push(addr);
             }
         }

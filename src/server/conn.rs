@@ -102,33 +102,48 @@ impl ConnIo {
 
     /// Called when an operation is pending: arms the timer for the earliest
     /// deadline that applies, and fails once one has passed.
+    ///
+    /// While a response is in flight no read deadline applies, but the timer
+    /// is still armed (one idle period ahead) so that the connection wakes up
+    /// and re-checks after the response ends: nothing else would wake a
+    /// connection parked on a read.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        self.sync_started();
-        let mut deadline: Option<(Instant, &'static str)> =
-            self.write_blocked_since.map(|t| (t + self.limits.send, "send timeout"));
-        if self.tracker.in_flight() == 0 {
-            let read_deadline = match self.head_since {
-                Some(t) => (t + self.limits.header, "request header timeout"),
-                None => (self.last_activity + self.limits.idle, "idle timeout"),
+        for _ in 0..4 {
+            self.sync_started();
+            let now = Instant::now();
+            let mut deadline: Option<(Instant, Option<&'static str>)> =
+                self.write_blocked_since.map(|t| (t + self.limits.send, Some("send timeout")));
+            let read_deadline = if self.tracker.in_flight() == 0 {
+                match self.head_since {
+                    Some(t) => (t + self.limits.header, Some("request header timeout")),
+                    None => (self.last_activity + self.limits.idle, Some("idle timeout")),
+                }
+            } else {
+                (now.max(self.last_activity) + self.limits.idle, None)
             };
             deadline = Some(match deadline {
                 Some(d) if d.0 <= read_deadline.0 => d,
                 _ => read_deadline,
             });
+            let (at, fatal) = deadline?;
+            if at <= now {
+                match fatal {
+                    Some(what) => return Some(io::Error::new(io::ErrorKind::TimedOut, what)),
+                    None => continue,
+                }
+            }
+            let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if self.timer_at != Some(at) {
+                timer.as_mut().reset(at);
+                self.timer_at = Some(at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            // The timer fired: recompute with the time and state of now.
+            self.timer_at = None;
         }
-        let (at, what) = deadline?;
-        if at <= Instant::now() {
-            return Some(io::Error::new(io::ErrorKind::TimedOut, what));
-        }
-        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if self.timer_at != Some(at) {
-            timer.as_mut().reset(at);
-            self.timer_at = Some(at);
-        }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Some(io::Error::new(io::ErrorKind::TimedOut, what)),
-            Poll::Pending => None,
-        }
+        None
     }
 
     fn write_result(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {

@@ -1,0 +1,76 @@
+//! The cache used directly, on real files: single-flight loading and the
+//! hard byte budget.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mapserve::cache::{CacheConfig, Content, FileCache};
+use mapserve::fs::Root;
+use std::sync::Arc;
+
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mapserve-cachelib-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn concurrent_first_requests_load_once() {
+    let dir = scratch("flight");
+    std::fs::write(dir.join("f.bin"), vec![3u8; 8 << 20]).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cache = FileCache::new(
+        Root::new(&dir, false).unwrap(),
+        &CacheConfig { max_bytes: 64 << 20, max_entries: 100, small_file_max: 16 << 20 },
+    );
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    cache.get(b"f.bin").await.unwrap()
+                })
+            })
+            .collect();
+        let mut first = None;
+        for t in tasks {
+            let e = t.await.unwrap();
+            let first = first.get_or_insert_with(|| e.clone());
+            assert!(Arc::ptr_eq(first, &e), "every waiter got the same entry");
+        }
+    });
+    assert_eq!(cache.stats().loads, 1, "{:?}", cache.stats());
+}
+
+#[test]
+fn the_budget_is_never_exceeded_and_pinned_entries_fall_back_to_streaming() {
+    let dir = scratch("budget");
+    for i in 0..6 {
+        std::fs::write(dir.join(format!("f{i}")), vec![i as u8; 1 << 20]).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cache = FileCache::new(
+        Root::new(&dir, false).unwrap(),
+        &CacheConfig { max_bytes: 3 << 20, max_entries: 100, small_file_max: 0 },
+    );
+    rt.block_on(async {
+        // Hold three entries (as in-flight responses would): the budget is full.
+        let mut held = Vec::new();
+        for i in 0..3 {
+            held.push(cache.get(format!("f{i}").as_bytes()).await.unwrap());
+            assert!(cache.stats().bytes <= 3 << 20);
+        }
+        let e = cache.get(b"f3").await.unwrap();
+        assert!(matches!(e.content, Content::Stream(_)), "over budget with everything pinned: streamed");
+        assert!(cache.stats().bytes <= 3 << 20);
+        drop(e);
+        // Release the pins: the next load evicts and maps again.
+        held.clear();
+        let e = cache.get(b"f4").await.unwrap();
+        assert!(matches!(e.content, Content::Whole(_)));
+        assert!(cache.stats().bytes <= 3 << 20);
+    });
+}

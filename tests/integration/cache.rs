@@ -1,0 +1,207 @@
+//! Changes on disk are seen by the next request, and a file changed while it
+//! is being served never takes the process down or sends wrong bytes.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+#[test]
+fn rename_replace_gives_new_bytes_and_a_new_etag() {
+    let s = Scratch::new("rename");
+    s.write("f.bin", &pattern(300_000, 1));
+    let srv = Server::start(&s.path);
+    let before = srv.get("/f.bin");
+    assert_eq!(before.body, pattern(300_000, 1));
+    s.write("f.tmp", &pattern(200_000, 2));
+    std::fs::rename(s.join("f.tmp"), s.join("f.bin")).unwrap();
+    let after = srv.get("/f.bin");
+    assert_eq!(after.body, pattern(200_000, 2));
+    assert_ne!(before.header("etag"), after.header("etag"));
+}
+
+#[test]
+fn append_gives_the_new_length() {
+    let s = Scratch::new("append");
+    let path = s.write("log.txt", b"line 1\n");
+    let srv = Server::start(&s.path);
+    assert_eq!(srv.get("/log.txt").body, b"line 1\n");
+    for i in 2..20 {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(format!("line {i}\n").as_bytes())
+            .unwrap();
+        let r = srv.get("/log.txt");
+        assert_eq!(r.body, std::fs::read(&path).unwrap());
+        assert_eq!(r.content_length(), Some(r.body.len() as u64));
+    }
+    // A mapped (larger) file that grows too.
+    let big = s.write("big.log", &pattern(1 << 20, 3));
+    assert_eq!(srv.get("/big.log").body.len(), 1 << 20);
+    std::fs::OpenOptions::new().append(true).open(&big).unwrap().write_all(&pattern(5000, 4)).unwrap();
+    assert_eq!(srv.get("/big.log").body, std::fs::read(&big).unwrap());
+}
+
+#[test]
+fn same_size_same_mtime_replacement_gets_a_new_etag() {
+    let s = Scratch::new("touchr");
+    let path = s.write("f.txt", b"AAAAAAAAAA");
+    run("touch", &["-d", "2021-05-05 05:05:05", path.to_str().unwrap()]);
+    let srv = Server::start(&s.path);
+    let before = srv.get("/f.txt");
+    // Replace by rename with same size and a forged identical mtime.
+    let tmp = s.write("f.tmp", b"BBBBBBBBBB");
+    run("touch", &["-r", path.to_str().unwrap(), tmp.to_str().unwrap()]);
+    std::fs::rename(&tmp, &path).unwrap();
+    let after = srv.get("/f.txt");
+    assert_eq!(after.body, b"BBBBBBBBBB");
+    assert_eq!(before.header("last-modified"), after.header("last-modified"));
+    assert_ne!(before.header("etag"), after.header("etag"));
+    // In-place rewrite with the same size and mtime put back (ctime changes).
+    std::fs::write(&path, b"CCCCCCCCCC").unwrap();
+    run("touch", &["-d", "2021-05-05 05:05:05", path.to_str().unwrap()]);
+    let again = srv.get("/f.txt");
+    assert_eq!(again.body, b"CCCCCCCCCC");
+    assert_ne!(after.header("etag"), again.header("etag"));
+    // The old ETag no longer matches: If-Range gives the whole new file.
+    let r = srv.req("GET", "/f.txt", &[("Range", "bytes=0-1"), ("If-Range", before.header("etag").unwrap())]);
+    assert_eq!((r.status, &r.body[..]), (200, &b"CCCCCCCCCC"[..]));
+}
+
+#[test]
+fn delete_gives_404_and_a_new_file_is_seen() {
+    let s = Scratch::new("delete");
+    let path = s.write("gone.txt", b"here");
+    let srv = Server::start(&s.path);
+    assert_eq!(srv.get("/gone.txt").status, 200);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(srv.get("/gone.txt").status, 404);
+    s.write("gone.txt", b"back");
+    assert_eq!(srv.get("/gone.txt").body, b"back");
+}
+
+#[test]
+fn deleted_mappings_are_released_once_idle() {
+    let s = Scratch::new("unpin");
+    let path = s.write("big.bin", &pattern(4 << 20, 9));
+    let srv = Server::start(&s.path);
+    assert_eq!(srv.get("/big.bin").body.len(), 4 << 20);
+    let maps = format!("/proc/{}/maps", srv.pid());
+    let mapped = || std::fs::read_to_string(&maps).unwrap().contains("big.bin");
+    assert!(mapped(), "a file over small-file-max is mapped");
+    std::fs::remove_file(&path).unwrap();
+    // Nobody asks for it again; the sweep drops it.
+    assert!(eventually(Duration::from_secs(8), || !mapped()), "deleted file still mapped");
+}
+
+/// A slow reader: reads `limit` bytes per 10 ms and returns everything it got.
+fn slow_download(port: u16, path: &str, per_tick: usize, stop_after: Duration) -> (Resp, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let start = std::time::Instant::now();
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; per_tick];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+        if start.elapsed() > stop_after {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = Resp::parse(&all[..end], true);
+    (head, all[end..].to_vec())
+}
+
+#[test]
+fn truncation_during_a_slow_download_leaves_the_process_alive_and_a_strict_prefix() {
+    let s = Scratch::new("truncate");
+    let data = pattern(64 << 20, 5);
+    let path = s.write("victim.bin", &data);
+    s.write("bystander.bin", &pattern(8 << 20, 6));
+    let mut srv = Server::start(&s.path);
+    let port = srv.port;
+    let victim =
+        std::thread::spawn(move || slow_download(port, "/victim.bin", 256 << 10, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(700));
+    // Truncate in place (as `cp` or `>` would) to a page-aligned 1 MiB.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1 << 20).unwrap();
+    let (head, body) = victim.join().unwrap();
+    assert_eq!(head.content_length(), Some(64 << 20));
+    assert!(body.len() < data.len(), "the transfer must be cut short, got {}", body.len());
+    assert_eq!(&body[..], &data[..body.len()], "what arrived is a prefix of the old bytes");
+    assert!(srv.alive(), "the server survived");
+    let bystander = srv.get("/bystander.bin");
+    assert_eq!(bystander.body, pattern(8 << 20, 6));
+    let next = srv.get("/victim.bin");
+    assert_eq!((next.status, next.body.len()), (200, 1 << 20));
+    assert_eq!(&next.body[..], &data[..1 << 20]);
+}
+
+#[test]
+fn a_hundred_concurrent_downloads_of_one_file_are_all_intact() {
+    let s = Scratch::new("hundred");
+    let data = std::sync::Arc::new(pattern(3 << 20, 7));
+    s.write("one.bin", &data);
+    let srv = Server::start(&s.path);
+    let port = srv.port;
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(b"GET /one.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).unwrap();
+                Resp::parse(&out, false)
+            })
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body == *data, "a download was corrupted");
+    }
+}
+
+#[test]
+fn cache_hits_do_no_open_and_no_read() {
+    use rustix::fs::inotify;
+    let s = Scratch::new("nohit");
+    let small = s.write("small.txt", &pattern(1000, 1));
+    let mapped = s.write("mapped.bin", &pattern(1 << 20, 2));
+    let srv = Server::start(&s.path);
+    assert_eq!(srv.get("/small.txt").status, 200);
+    assert_eq!(srv.get("/mapped.bin").status, 200);
+    let ino = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+    for f in [&small, &mapped] {
+        inotify::add_watch(&ino, f.as_path(), inotify::WatchFlags::OPEN | inotify::WatchFlags::ACCESS)
+            .unwrap();
+    }
+    for _ in 0..50 {
+        assert_eq!(srv.get("/small.txt").body.len(), 1000);
+        assert_eq!(srv.get("/mapped.bin").body.len(), 1 << 20);
+    }
+    let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+    let mut reader = inotify::Reader::new(&ino, &mut buf);
+    match reader.next() {
+        Err(rustix::io::Errno::AGAIN) => {}
+        Ok(ev) => panic!("a cache hit touched the file: {:?}", ev.events()),
+        Err(e) => panic!("{e}"),
+    }
+    // Control: a change makes the next request reload, which opens the file.
+    std::fs::OpenOptions::new().append(true).open(&small).unwrap().write_all(b"!").unwrap();
+    while reader.next().is_ok() {} // our own open and write
+    assert_eq!(srv.get("/small.txt").body.len(), 1001);
+    let mut saw_open = false;
+    while let Ok(ev) = reader.next() {
+        saw_open |= ev.events().contains(inotify::ReadFlags::OPEN);
+    }
+    assert!(saw_open, "the watch works: a reload is seen");
+}

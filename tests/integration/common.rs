@@ -1,0 +1,335 @@
+//! Test helpers: a scratch directory, the real `mapserve` binary started on
+//! 127.0.0.1 port 0, and a tiny HTTP/1.1 client over a raw socket (so tests
+//! see exactly the bytes on the wire).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A scratch directory under the system temp dir, removed on drop. Mode 0755
+/// so that a server running as `nobody` can enter it.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("mapserve-it-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        set_mode(&path, 0o755);
+        Scratch { path }
+    }
+
+    /// Writes a file (creating parent directories) and returns its path.
+    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.path.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+            set_mode(parent, 0o755);
+        }
+        std::fs::write(&p, data).unwrap();
+        set_mode(&p, 0o644);
+        p
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod").args(["-R", "u+rwx"]).arg(&self.path).status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A running `mapserve`.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub addr: String,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub struct Launch<'a> {
+    pub root: &'a Path,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub as_nobody: bool,
+    pub prefix: Vec<String>,
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(root: &'a Path) -> Launch<'a> {
+        Launch { root, args: Vec::new(), env: Vec::new(), as_nobody: false, prefix: Vec::new() }
+    }
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_owned());
+        self
+    }
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+    /// Runs the server as uid/gid 65534 when the tests run as root (root reads
+    /// everything, which would hide permission behaviour).
+    pub fn unprivileged(mut self) -> Self {
+        self.as_nobody = true;
+        self
+    }
+    /// Wraps the server in another command (`prlimit ...`, `sh -c ...`).
+    pub fn prefix(mut self, p: &[&str]) -> Self {
+        self.prefix = p.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Starts with the listen address given only by MAPSERVE_LISTEN.
+    pub fn start_with_env_listen(mut self) -> Server {
+        self.args.retain(|a| a != "-l" && !a.starts_with("127.0.0.1:"));
+        self.env("MAPSERVE_LISTEN", "127.0.0.1:0").start()
+    }
+
+    pub fn start(self) -> Server {
+        let bin = env!("CARGO_BIN_EXE_mapserve");
+        let mut argv: Vec<String> = self.prefix.clone();
+        if self.as_nobody && is_root() {
+            argv.extend(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"].map(String::from),
+            );
+        }
+        argv.push(bin.to_owned());
+        argv.push(self.root.display().to_string());
+        if !self.args.iter().any(|a| a == "-l" || a == "--listen")
+            && !self.env.iter().any(|(k, _)| k == "MAPSERVE_LISTEN")
+        {
+            argv.extend(["-l".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        argv.extend(self.args.iter().cloned());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("listening on http://") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(rest.to_owned());
+                    }
+                }
+                let mut log = log2.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start: {}", log.lock().unwrap());
+            }
+        };
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Server { child, port, addr, log }
+    }
+}
+
+impl Server {
+    pub fn start(root: &Path) -> Server {
+        Launch::new(root).start()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+
+    /// Waits for exit; returns the exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET (or any method) with extra header lines; Connection: close.
+    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        let bytes = self.raw(raw.as_bytes());
+        Resp::parse(&bytes, method == "HEAD")
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, &[])
+    }
+
+    /// Sends raw bytes, reads until the server closes (or 10 s pass).
+    pub fn raw(&self, request: &[u8]) -> Vec<u8> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// Parses one response from `bytes` (more bytes after it are left in `body`
+    /// only when there is no Content-Length).
+    pub fn parse(bytes: &[u8], head: bool) -> Resp {
+        Resp::parse_one(bytes, head).0
+    }
+
+    /// Parses one response and returns the rest of the input.
+    pub fn parse_one(bytes: &[u8], head: bool) -> (Resp, &[u8]) {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(bytes)));
+        let head_text = std::str::from_utf8(&bytes[..end]).unwrap();
+        let mut lines = head_text.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let rest = &bytes[end + 4..];
+        let len =
+            headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap());
+        let bodyless = head || status == 304 || status == 204;
+        let (body, rest) = match (bodyless, len) {
+            (true, _) => (Vec::new(), rest),
+            (false, Some(n)) => {
+                let n = n.min(rest.len());
+                (rest[..n].to_vec(), &rest[n..])
+            }
+            (false, None) => (rest.to_vec(), &rest[rest.len()..]),
+        };
+        (Resp { status, headers, body }, rest)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
+
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("content-length").map(|v| v.parse().unwrap())
+    }
+}
+
+/// Runs a command, panicking with its output if it cannot start.
+pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("`{cmd}` is needed by this test ({e}); the README's test command installs it")
+    })
+}
+
+/// sha256 of a file, by coreutils' sha256sum.
+pub fn sha256_file(path: &Path) -> String {
+    let out = run("sha256sum", &[path.to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

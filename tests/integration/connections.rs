@@ -1,0 +1,185 @@
+//! Connection handling: timeouts, the connection cap, descriptor exhaustion
+//! at accept, and graceful shutdown on SIGTERM.
+
+use crate::common::*;
+use rustix::process::Signal;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn closed_within(mut s: TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(start.elapsed()),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn slow_request_heads_are_cut_at_the_header_timeout() {
+    let s = Scratch::new("slowloris");
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path).args(&["--header-timeout", "1s", "--idle-timeout", "30s"]).start();
+    // One byte every 300 ms: the deadline covers the whole head.
+    let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let start = Instant::now();
+    let mut closed = false;
+    for b in b"GET /a.txt HTTP/1.1\r\nHost: t\r\n" {
+        if c.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert!(closed || closed_within(c, Duration::from_secs(3)).is_some(), "still open after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(4), "closed only after {elapsed:?}");
+    // A connection that sends nothing is closed too.
+    let silent = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    let t = closed_within(silent, Duration::from_secs(4)).expect("silent connection kept open");
+    assert!(t >= Duration::from_millis(800), "{t:?}");
+    // Meanwhile, honest requests are served.
+    assert_eq!(srv.get("/a.txt").status, 200);
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_at_the_idle_timeout() {
+    let s = Scratch::new("idle");
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path).args(&["--idle-timeout", "1s", "--header-timeout", "10s"]).start();
+    let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t = closed_within(c, Duration::from_secs(5)).expect("idle connection kept open");
+    assert!(t >= Duration::from_millis(800) && t < Duration::from_secs(3), "{t:?}");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_at_the_send_timeout() {
+    let s = Scratch::new("stalled");
+    s.write("big.bin", &pattern(32 << 20, 1));
+    let srv = Launch::new(&s.path).args(&["--send-timeout", "1s"]).start();
+    let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1];
+    c.read_exact(&mut buf).unwrap();
+    // Stop reading; the server's writes block, then it gives up.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut got = 1usize;
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut big = vec![0u8; 1 << 20];
+    loop {
+        match c.read(&mut big) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => break,
+        }
+    }
+    assert!(got < 32 << 20, "the stalled client was not dropped ({got} bytes)");
+    assert!(
+        eventually(Duration::from_secs(5), || srv.log().contains("status=200")
+            && srv.log().contains("complete=false")),
+        "{}",
+        srv.log()
+    );
+}
+
+#[test]
+fn the_connection_cap_queues_clients_instead_of_failing() {
+    let s = Scratch::new("cap");
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path).args(&["--max-connections", "2"]).start();
+    let hold: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", srv.port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A third client waits in the backlog...
+    let port = srv.port;
+    let third = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        (start.elapsed(), Resp::parse(&out, false).status)
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    drop(hold);
+    // ...and is served once a slot frees.
+    let (elapsed, status) = third.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+}
+
+#[test]
+fn descriptor_exhaustion_at_accept_is_survived() {
+    let s = Scratch::new("emfile");
+    s.write("a.txt", b"a");
+    let mut srv = Launch::new(&s.path)
+        .prefix(&["prlimit", "--nofile=48:48", "--"])
+        .args(&["--max-connections", "1000"])
+        .start();
+    let conns: Vec<TcpStream> =
+        (0..80).filter_map(|_| TcpStream::connect(("127.0.0.1", srv.port)).ok()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(srv.alive(), "EMFILE must not end the server");
+    drop(conns);
+    assert!(eventually(Duration::from_secs(3), || srv.get("/a.txt").status == 200));
+    assert!(srv.log().contains("accept failed"), "{}", srv.log());
+}
+
+#[test]
+fn sigterm_lets_in_flight_responses_finish_then_exits_zero() {
+    let s = Scratch::new("graceful");
+    let data = pattern(16 << 20, 3);
+    s.write("big.bin", &data);
+    let mut srv = Server::start(&s.path);
+    let port = srv.port;
+    let download = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        out
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    srv.signal(Signal::TERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(TcpStream::connect(("127.0.0.1", srv.port)).is_err(), "still accepting after SIGTERM");
+    let out = download.join().unwrap();
+    let r = Resp::parse(&out, false);
+    assert_eq!(r.body, data, "the in-flight download finished whole");
+    assert_eq!(srv.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sigint_with_a_stuck_client_exits_after_the_grace_period() {
+    let s = Scratch::new("grace");
+    s.write("big.bin", &pattern(32 << 20, 4));
+    let mut srv = Launch::new(&s.path).args(&["--grace-period", "1s"]).start();
+    let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).unwrap();
+    let start = Instant::now();
+    srv.signal(Signal::INT);
+    assert_eq!(srv.wait_exit(Duration::from_secs(8)), Some(0));
+    let t = start.elapsed();
+    assert!(t >= Duration::from_millis(900) && t < Duration::from_secs(5), "{t:?}");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real `mapserve` binary on 127.0.0.1, driven over
+//! sockets by a raw HTTP client and by the clients users use (curl, wget,
+//! aria2c). One test binary; modules by topic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod cache;
+mod clients;
+mod config;
+mod connections;
+mod http_semantics;
+mod paths;
