@@ -347,3 +347,67 @@ fn h2c_prior_knowledge_serves_files_and_ranges() {
     let out = run("curl", &["-sS", "--http2-prior-knowledge", "-r", "5-14", &srv.url("/data.bin")]);
     assert_eq!(out.stdout, &data[5..15]);
 }
+
+#[test]
+fn any_range_request_returns_exactly_the_file_slices() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let s = Scratch::new("prop206");
+    let small = pattern(5_000, 21);
+    let large = pattern(300_000, 22);
+    s.write("small.bin", &small);
+    s.write("large.bin", &large);
+    let srv = Server::start(&s.path);
+    let spec = prop_oneof![
+        (0u64..400_000, 0u64..400_000).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+        (0u64..400_000).prop_map(|a| format!("{a}-")),
+        (1u64..400_000).prop_map(|n| format!("-{n}")),
+    ];
+    let strategy = (proptest::collection::vec(spec, 1..4), any::<bool>());
+    let mut runner = TestRunner::new(Config { cases: 150, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&strategy, |(specs, use_large)| {
+            let (path, data) = if use_large { ("/large.bin", &large) } else { ("/small.bin", &small) };
+            let header = format!("bytes={}", specs.join(","));
+            let r = srv.req("GET", path, &[("Range", &header)]);
+            prop_assert_eq!(r.content_length(), Some(r.body.len() as u64));
+            match r.status {
+                200 => prop_assert_eq!(&r.body, data),
+                416 => prop_assert_eq!(
+                    r.header("content-range").unwrap().to_owned(),
+                    format!("bytes */{}", data.len())
+                ),
+                206 => {
+                    if let Some(cr) = r.header("content-range") {
+                        let span = cr.strip_prefix("bytes ").unwrap().split('/').next().unwrap();
+                        let (a, b) = span.split_once('-').unwrap();
+                        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                        prop_assert_eq!(&r.body[..], &data[a..=b]);
+                    } else {
+                        let ct = r.header("content-type").unwrap();
+                        let boundary = ct.split("boundary=").nth(1).unwrap();
+                        let body = String::from_utf8_lossy(&r.body).into_owned();
+                        let close = format!("--{boundary}--\r\n");
+                        prop_assert!(body.ends_with(&close));
+                        // Every part's bytes equal the slice its Content-Range names.
+                        let mut rest = &r.body[..];
+                        let delim = format!("\r\n--{boundary}\r\n");
+                        while let Some(pos) = rest.windows(delim.len()).position(|w| w == delim.as_bytes()) {
+                            rest = &rest[pos + delim.len()..];
+                            let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                            let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+                            let cr =
+                                head.lines().find_map(|l| l.strip_prefix("Content-Range: bytes ")).unwrap();
+                            let (a, b) = cr.split('/').next().unwrap().split_once('-').unwrap();
+                            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                            prop_assert_eq!(&rest[end + 4..end + 4 + b - a + 1], &data[a..=b]);
+                            rest = &rest[end + 4 + b - a + 1..];
+                        }
+                    }
+                }
+                other => prop_assert!(false, "status {}", other),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
