@@ -141,6 +141,12 @@ pub struct Root {
 const OPEN_FLAGS: OFlags =
     OFlags::RDONLY.union(OFlags::CLOEXEC).union(OFlags::NOCTTY).union(OFlags::NONBLOCK);
 
+impl AsFd for Root {
+    fn as_fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Root {
     /// Opens ROOT.
     pub fn new(path: &Path, follow_outside: bool) -> std::io::Result<Root> {

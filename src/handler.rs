@@ -97,7 +97,11 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
     let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
-    let entry = app.cache.get(key.as_bytes()).await?;
+    let entry = match app.cache.lookup(key.as_bytes()) {
+        Some(entry) => entry,
+        // Boxed so that the handler's future stays small on the hit path.
+        None => Box::pin(app.cache.load(key.as_bytes())).await?,
+    };
     if let Content::Dir = entry.content {
         if rel.has_trailing_slash() {
             return Err(ServeError::NotFound);

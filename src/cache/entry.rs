@@ -47,6 +47,9 @@ pub struct Entry {
     pub content: Content,
     /// Header values.
     pub headers: Headers,
+    /// Change detection: valid until inotify reports a change along the
+    /// path; `None` means "revalidate with statx".
+    pub token: Option<Arc<super::watch::Token>>,
 }
 
 impl Entry {
@@ -64,7 +67,7 @@ impl Entry {
             last_modified_secs,
             content_length: HeaderValue::from(identity.size),
         };
-        Entry { identity, content, headers }
+        Entry { identity, content, headers, token: None }
     }
 
     /// Length of the file.

@@ -10,9 +10,9 @@
 //!   or `mmap` fails, the file is served by streaming `pread` from the open
 //!   descriptor instead ([`Content::Stream`]), and that entry is not cached.
 
-use super::Shared;
 use super::budget::{HeapOwner, MapOwner, Reservation};
 use super::entry::{Content, Entry};
+use super::{Shared, watch};
 use crate::fs::{FsError, Kind, Opened};
 use crate::mmap::Region;
 use bytes::Bytes;
@@ -26,12 +26,29 @@ const COPY_ATTEMPTS: usize = 3;
 impl Shared {
     /// Loads `key` and, unless it is streamed, inserts it into the table.
     pub(super) fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
+        // Watch the path before opening it, so that no change can fall
+        // between what is opened and what is watched.
+        let token = self.watcher.as_ref().and_then(|w| w.watch_path(key));
         let opened = self.root.open(key)?;
+        let token = match (token, &self.watcher) {
+            (Some(token), Some(watcher))
+                if watch::is_watchable(&opened.fd) && watcher.watch_file(&token, &opened.fd) =>
+            {
+                // A change through another hard link between the open and
+                // the inode watch shows up here.
+                if fstat(&opened.fd)? != opened.identity {
+                    token.invalidate();
+                }
+                Some(token)
+            }
+            _ => None,
+        };
         let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
-        let entry = match opened.identity.kind {
+        let mut entry = match opened.identity.kind {
             Kind::Dir => Entry::new(name, opened.identity, Content::Dir),
             Kind::File | Kind::Other => self.load_file(name, opened)?,
         };
+        entry.token = token;
         let entry = Arc::new(entry);
         if !matches!(entry.content, Content::Stream(_)) {
             let displaced = self.table.insert(key, entry.clone());

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod entry;
 mod load;
 pub mod table;
+pub mod watch;
 
 pub use entry::{Content, Entry};
 
@@ -47,10 +48,14 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// Copy files up to this size instead of mapping them.
     pub small_file_max: u64,
+    /// Detect changes with inotify (strict, one `FIONREAD` per hit) rather
+    /// than one `statx` per hit.
+    pub inotify: bool,
 }
 
 struct Shared {
     root: Root,
+    watcher: Option<watch::Watcher>,
     table: Table<Arc<Entry>>,
     budget: Arc<Budget>,
     flights: Mutex<HashMap<Box<[u8]>, Flight>>,
@@ -92,7 +97,19 @@ impl std::fmt::Debug for FileCache {
 impl FileCache {
     /// A cache over `root`. Starts the sweep thread.
     pub fn new(root: Root, config: &CacheConfig) -> FileCache {
+        let watcher = if config.inotify {
+            match watch::Watcher::new(&root) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "inotify unavailable; revalidating with statx per request");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
+            watcher,
             root,
             table: Table::new(config.max_entries),
             budget: Budget::new(config.max_bytes),
@@ -113,23 +130,35 @@ impl FileCache {
 
     /// The entry for `key` (a validated relative path) in its current state.
     pub async fn get(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
-        let shared = &self.shared;
-        if let Some(entry) = shared.table.get(key) {
-            match shared.root.stat(key) {
-                Ok(now) if now == entry.identity => {
-                    shared.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(entry);
-                }
-                _ => {
-                    shared.table.remove_if(key, |v| Arc::ptr_eq(v, &entry));
-                }
-            }
+        match self.lookup(key) {
+            Some(entry) => Ok(entry),
+            None => self.load(key).await,
         }
-        shared.misses.fetch_add(1, Ordering::Relaxed);
-        self.load_shared(key).await
     }
 
-    async fn load_shared(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
+    /// The cached entry for `key` if it is still the file's current state;
+    /// `None` means [`FileCache::load`] must be awaited. Synchronous, so that
+    /// a hit builds no future state at all.
+    pub fn lookup(&self, key: &[u8]) -> Option<Arc<Entry>> {
+        let shared = &self.shared;
+        let entry = shared.table.get(key)?;
+        if shared.is_fresh(key, &entry) {
+            shared.hits.fetch_add(1, Ordering::Relaxed);
+            Some(entry)
+        } else {
+            shared.table.remove_if(key, |v| Arc::ptr_eq(v, &entry));
+            None
+        }
+    }
+
+    /// Whether change detection uses inotify (false: statx per request).
+    pub fn uses_inotify(&self) -> bool {
+        self.shared.watcher.is_some()
+    }
+
+    /// Loads `key` (sharing the load with concurrent callers) and caches it.
+    pub async fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
+        self.shared.misses.fetch_add(1, Ordering::Relaxed);
         let flight: Flight = {
             let mut flights = self.shared.flights.lock().unwrap_or_else(|e| e.into_inner());
             flights.entry(key.into()).or_default().clone()
@@ -182,15 +211,30 @@ fn sweep_loop(shared: Weak<Shared>) {
     }
 }
 
+impl Shared {
+    /// Whether `entry` still is the current state of `key`.
+    fn is_fresh(&self, key: &[u8], entry: &Entry) -> bool {
+        match (&entry.token, &self.watcher) {
+            (Some(token), Some(watcher)) => {
+                watcher.sync();
+                token.is_valid()
+            }
+            _ => matches!(self.root.stat(key), Ok(now) if now == entry.identity),
+        }
+    }
+}
+
 fn sweep_once(shared: &Shared) {
     budget::with_inline_unmap(|| {
         for (key, entry) in shared.table.snapshot() {
-            let fresh = matches!(shared.root.stat(&key), Ok(now) if now == entry.identity);
-            if !fresh {
+            if !shared.is_fresh(&key, &entry) {
                 let removed = shared.table.remove_if(&key, |v| Arc::ptr_eq(v, &entry));
                 drop(entry);
                 drop(removed);
             }
+        }
+        if let Some(watcher) = &shared.watcher {
+            watcher.prune();
         }
     });
 }

@@ -46,6 +46,10 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_WINDOW_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub window_size: Option<u64>,
 
+    /// How changes on disk are detected: inotify (one FIONREAD per cache hit) or stat (one statx per hit) [default: inotify]
+    #[arg(long, env = "MAPSERVE_REVALIDATE", value_name = "MODE", value_parser = ["inotify", "stat"])]
+    pub revalidate: Option<String>,
+
     /// Serve dotfiles and dot-directories [default: false]
     #[arg(long, env = "MAPSERVE_HIDDEN", value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]

@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub small_file_max: Option<Size>,
     /// See `--window-size`.
     pub window_size: Option<Size>,
+    /// See `--revalidate`: `"inotify"` or `"stat"`.
+    pub revalidate: Option<String>,
     /// See `--hidden`.
     pub hidden: Option<bool>,
     /// See `--follow-symlinks-outside-root`.

@@ -56,6 +56,8 @@ pub struct Config {
     pub small_file_max: u64,
     /// Window size for large files (a multiple of the page size).
     pub window_size: u64,
+    /// Detect changes with inotify (false: statx per cache hit).
+    pub inotify: bool,
     /// Serve dotfiles.
     pub hidden: bool,
     /// Follow symlinks out of ROOT.
@@ -127,6 +129,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_SMALL_FILE_MAX",
     "MAPSERVE_WINDOW_SIZE",
     "MAPSERVE_HIDDEN",
+    "MAPSERVE_REVALIDATE",
     "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT",
     "MAPSERVE_HEADER_TIMEOUT",
     "MAPSERVE_IDLE_TIMEOUT",
@@ -261,6 +264,11 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         return Err(invalid("window-size", "must be at most half of cache-max-bytes"));
     }
 
+    let inotify = match cli.revalidate.or(file.revalidate).as_deref() {
+        None | Some("inotify") => true,
+        Some("stat") => false,
+        Some(other) => return Err(invalid("revalidate", format!("`{other}` is not one of inotify, stat"))),
+    };
     let header_timeout =
         span("header-timeout", cli.header_timeout, file.header_timeout, DEFAULT_HEADER_TIMEOUT)?;
     let idle_timeout = span("idle-timeout", cli.idle_timeout, file.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
@@ -318,6 +326,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         cache_max_entries,
         small_file_max,
         window_size,
+        inotify,
         hidden: cli.hidden.or(file.hidden).unwrap_or(false),
         follow_symlinks_outside_root: cli
             .follow_symlinks_outside_root

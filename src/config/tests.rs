@@ -75,6 +75,7 @@ fn bad_values_name_their_key() {
         (&["/definitely/not/here"], "", "root"),
         (&[], "cache-max-bytes = \"many\"", "cache-max-bytes"),
         (&[], "idle-timeout = \"soon\"", "idle-timeout"),
+        (&[], "revalidate = \"sometimes\"", "revalidate"),
         (&["--log-level", "[["], "", "log-level"),
     ];
     for (args, text, key) in cases {
@@ -107,6 +108,7 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.small_file_max, defaults.small_file_max);
     assert_eq!(from_example.window_size, defaults.window_size);
     assert_eq!(from_example.hidden, defaults.hidden);
+    assert_eq!(from_example.inotify, defaults.inotify);
     assert_eq!(from_example.follow_symlinks_outside_root, defaults.follow_symlinks_outside_root);
     assert_eq!(from_example.header_timeout, defaults.header_timeout);
     assert_eq!(from_example.idle_timeout, defaults.idle_timeout);
@@ -125,6 +127,7 @@ fn example_config_documents_every_default() {
         "cache-max-entries",
         "small-file-max",
         "window-size",
+        "revalidate",
         "hidden",
         "follow-symlinks-outside-root",
         "header-timeout",

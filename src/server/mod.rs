@@ -47,6 +47,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             max_bytes: config.cache_max_bytes,
             max_entries: config.cache_max_entries,
             small_file_max: config.small_file_max,
+            inotify: config.inotify,
         },
     );
     let app = Arc::new(App {
@@ -78,6 +79,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         workers = config.workers,
         nofile = crate::limits::nofile_soft().unwrap_or(0),
         vm_max_map_count = crate::limits::max_map_count().unwrap_or(0),
+        revalidate = if cache.uses_inotify() { "inotify" } else { "statx per request" },
         resolve = if config.follow_symlinks_outside_root { "openat (follows symlinks outside root)" }
                   else if uses_openat2 { "openat2 RESOLVE_BENEATH" } else { "O_NOFOLLOW walk (no symlinks)" },
         "mapserve starting"

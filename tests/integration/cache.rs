@@ -8,9 +8,15 @@ use std::time::Duration;
 
 #[test]
 fn rename_replace_gives_new_bytes_and_a_new_etag() {
+    for mode in ["inotify", "stat"] {
+        rename_replace_gives_new_bytes_and_a_new_etag_with(mode);
+    }
+}
+
+fn rename_replace_gives_new_bytes_and_a_new_etag_with(mode: &str) {
     let s = Scratch::new("rename");
     s.write("f.bin", &pattern(300_000, 1));
-    let srv = Server::start(&s.path);
+    let srv = Launch::new(&s.path).args(&["--revalidate", mode]).start();
     let before = srv.get("/f.bin");
     assert_eq!(before.body, pattern(300_000, 1));
     s.write("f.tmp", &pattern(200_000, 2));
@@ -22,9 +28,15 @@ fn rename_replace_gives_new_bytes_and_a_new_etag() {
 
 #[test]
 fn append_gives_the_new_length() {
+    for mode in ["inotify", "stat"] {
+        append_gives_the_new_length_with(mode);
+    }
+}
+
+fn append_gives_the_new_length_with(mode: &str) {
     let s = Scratch::new("append");
     let path = s.write("log.txt", b"line 1\n");
-    let srv = Server::start(&s.path);
+    let srv = Launch::new(&s.path).args(&["--revalidate", mode]).start();
     assert_eq!(srv.get("/log.txt").body, b"line 1\n");
     for i in 2..20 {
         std::fs::OpenOptions::new()
@@ -46,10 +58,16 @@ fn append_gives_the_new_length() {
 
 #[test]
 fn same_size_same_mtime_replacement_gets_a_new_etag() {
+    for mode in ["inotify", "stat"] {
+        same_size_same_mtime_replacement_gets_a_new_etag_with(mode);
+    }
+}
+
+fn same_size_same_mtime_replacement_gets_a_new_etag_with(mode: &str) {
     let s = Scratch::new("touchr");
     let path = s.write("f.txt", b"AAAAAAAAAA");
     run("touch", &["-d", "2021-05-05 05:05:05", path.to_str().unwrap()]);
-    let srv = Server::start(&s.path);
+    let srv = Launch::new(&s.path).args(&["--revalidate", mode]).start();
     let before = srv.get("/f.txt");
     // Replace by rename with same size and a forged identical mtime.
     let tmp = s.write("f.tmp", b"BBBBBBBBBB");
@@ -72,9 +90,15 @@ fn same_size_same_mtime_replacement_gets_a_new_etag() {
 
 #[test]
 fn delete_gives_404_and_a_new_file_is_seen() {
+    for mode in ["inotify", "stat"] {
+        delete_gives_404_and_a_new_file_is_seen_with(mode);
+    }
+}
+
+fn delete_gives_404_and_a_new_file_is_seen_with(mode: &str) {
     let s = Scratch::new("delete");
     let path = s.write("gone.txt", b"here");
-    let srv = Server::start(&s.path);
+    let srv = Launch::new(&s.path).args(&["--revalidate", mode]).start();
     assert_eq!(srv.get("/gone.txt").status, 200);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(srv.get("/gone.txt").status, 404);
@@ -204,4 +228,42 @@ fn cache_hits_do_no_open_and_no_read() {
         saw_open |= ev.events().contains(inotify::ReadFlags::OPEN);
     }
     assert!(saw_open, "the watch works: a reload is seen");
+}
+
+#[test]
+fn every_change_is_seen_by_the_very_next_request() {
+    for mode in ["inotify", "stat"] {
+        let s = Scratch::new("strict");
+        let outside = Scratch::new("strict-out");
+        s.write("site/v/f.txt", b"v0");
+        std::fs::hard_link(s.join("site/v/f.txt"), outside.join("link")).unwrap();
+        let srv = Launch::new(&s.path).args(&["--revalidate", mode]).start();
+        for i in 1..200 {
+            let want = format!("v{i}");
+            match i % 4 {
+                // Atomic rename of the file.
+                0 => {
+                    s.write("site/v/tmp", want.as_bytes());
+                    std::fs::rename(s.join("site/v/tmp"), s.join("site/v/f.txt")).unwrap();
+                }
+                // Atomic rename of a whole directory tree (blue/green deploy).
+                1 => {
+                    s.write("next/v/f.txt", want.as_bytes());
+                    std::fs::rename(s.join("site"), s.join("old")).unwrap();
+                    std::fs::rename(s.join("next"), s.join("site")).unwrap();
+                    std::fs::remove_dir_all(s.join("old")).unwrap();
+                }
+                // In-place write, same length.
+                2 => std::fs::write(s.join("site/v/f.txt"), want.as_bytes()).unwrap(),
+                // Write through a hard link in another directory.
+                _ => {
+                    let _ = std::fs::remove_file(outside.join("link"));
+                    std::fs::hard_link(s.join("site/v/f.txt"), outside.join("link")).unwrap();
+                    std::fs::write(outside.join("link"), want.as_bytes()).unwrap();
+                }
+            }
+            let r = srv.get("/site/v/f.txt");
+            assert_eq!(String::from_utf8_lossy(&r.body), want, "{mode}: change {i} ({}) not seen", i % 4);
+        }
+    }
 }

@@ -1,0 +1,363 @@
+//! Change detection with inotify, strict and cheap.
+//!
+//! Every cached entry holds a [`Token`] that stays valid until something
+//! changes that could alter what the entry serves. Watches are placed on every
+//! directory along the entry's path (for renames, deletions and creations of
+//! any component, and for writes to the file through that name) and on the
+//! opened file's inode itself (for writes through any other hard link).
+//!
+//! Strictness: the kernel queues an inotify event before the system call
+//! that caused it returns. So before trusting a token, a lookup asks how many
+//! event bytes are queued (`FIONREAD`, about 0.3 µs, against about 1.2 µs for
+//! the `statx` it replaces) and applies any pending events first. A change
+//! that completed before a request started is therefore always seen by that
+//! request, exactly as with a `statx` per request.
+//!
+//! Ordering: the registry lock is held while watches are added and their
+//! tokens registered, and while events are read and applied; `busy` is raised
+//! before events are read and lowered after they are applied, so a lookup that
+//! sees an empty queue while another thread holds read-but-unapplied events
+//! waits for that thread instead of trusting a token too early.
+//!
+//! Where inotify cannot see every change (network and FUSE file systems,
+//! watch limit reached, inotify unavailable) entries fall back to one `statx`
+//! per request.
+
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// Valid until an event touches the entry it belongs to.
+#[derive(Debug)]
+pub struct Token {
+    valid: AtomicBool,
+}
+
+impl Token {
+    fn new() -> Arc<Token> {
+        Arc::new(Token { valid: AtomicBool::new(true) })
+    }
+
+    /// Whether nothing has changed since the entry was loaded.
+    pub fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Acquire)
+    }
+
+    /// Marks the entry stale.
+    pub fn invalidate(&self) {
+        self.valid.store(false, Ordering::Release);
+    }
+}
+
+/// Events that can change what a directory's children serve.
+const DIR_MASK: WatchFlags = WatchFlags::ATTRIB
+    .union(WatchFlags::MODIFY)
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::CREATE)
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
+
+/// Events that change a file's content or metadata, whatever name it is
+/// reached by.
+const FILE_MASK: WatchFlags = WatchFlags::ATTRIB
+    .union(WatchFlags::MODIFY)
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Tokens to invalidate on an event naming this child.
+    children: HashMap<Box<[u8]>, Vec<Weak<Token>>>,
+    /// Tokens to invalidate on any event on this watch.
+    any: Vec<Weak<Token>>,
+}
+
+impl Node {
+    fn invalidate_all(&mut self) {
+        for t in self.any.drain(..).chain(self.children.drain().flat_map(|(_, v)| v)) {
+            if let Some(t) = t.upgrade() {
+                t.invalidate();
+            }
+        }
+    }
+
+    fn prune(&mut self) -> bool {
+        self.any.retain(|w| w.strong_count() > 0);
+        self.children.retain(|_, v| {
+            v.retain(|w| w.strong_count() > 0);
+            !v.is_empty()
+        });
+        self.any.is_empty() && self.children.is_empty()
+    }
+}
+
+/// The inotify instance and the registry of tokens per watch.
+#[derive(Debug)]
+pub struct Watcher {
+    fd: OwnedFd,
+    root_fd: i32,
+    nodes: Mutex<HashMap<i32, Node>>,
+    busy: AtomicUsize,
+}
+
+impl Watcher {
+    /// Starts watching for a tree whose root directory is open as `root`.
+    pub fn new(root: &impl AsFd) -> Result<Watcher, Errno> {
+        let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
+        Ok(Watcher {
+            fd,
+            root_fd: root.as_fd().as_raw_fd(),
+            nodes: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Node>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies every event queued so far. Cheap when there is none: one
+    /// `FIONREAD`.
+    pub fn sync(&self) {
+        let queued = rustix::io::ioctl_fionread(&self.fd).unwrap_or(1);
+        if queued == 0 && self.busy.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut nodes = self.lock();
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.drain(&mut nodes);
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn drain(&self, nodes: &mut HashMap<i32, Node>) {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut reader = inotify::Reader::new(&self.fd, &mut buf);
+        loop {
+            let event = match reader.next() {
+                Ok(event) => event,
+                Err(Errno::INTR) => continue,
+                Err(_) => return,
+            };
+            let flags = event.events();
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                tracing::warn!("inotify queue overflowed; every cached entry will be revalidated");
+                for node in nodes.values_mut() {
+                    node.invalidate_all();
+                }
+                continue;
+            }
+            let wd = event.wd();
+            let Some(node) = nodes.get_mut(&wd) else { continue };
+            match event.file_name() {
+                Some(name) if !flags.contains(ReadFlags::IGNORED) => {
+                    if let Some(tokens) = node.children.remove(name.to_bytes()) {
+                        tokens.iter().filter_map(Weak::upgrade).for_each(|t| t.invalidate());
+                    }
+                    node.any.iter().filter_map(Weak::upgrade).for_each(|t| t.invalidate());
+                }
+                _ => {
+                    node.invalidate_all();
+                    if flags.contains(ReadFlags::IGNORED) {
+                        nodes.remove(&wd);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Watches every directory on the way to `key` (a relative path) and
+    /// returns a token that any change along that path invalidates. Called
+    /// before the file is opened, so that no change can fall between what was
+    /// opened and what is watched. `None` when a watch cannot be added (limit
+    /// reached): the entry must then be revalidated with `statx`.
+    pub fn watch_path(&self, key: &[u8]) -> Option<Arc<Token>> {
+        let token = Token::new();
+        let mut nodes = self.lock();
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.drain(&mut nodes);
+        let mut dir: Vec<u8> = format!("/proc/self/fd/{}", self.root_fd).into_bytes();
+        let mut ok = true;
+        for component in key.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            match inotify::add_watch(&self.fd, dir.as_slice(), DIR_MASK | WatchFlags::MASK_ADD) {
+                Ok(wd) => {
+                    let node = nodes.entry(wd).or_default();
+                    node.children.entry(component.into()).or_default().push(Arc::downgrade(&token));
+                }
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+            dir.push(b'/');
+            dir.extend_from_slice(component);
+        }
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        ok.then_some(token)
+    }
+
+    /// Adds a watch on the opened file's own inode (changes through any other
+    /// hard link). Returns false when that is impossible.
+    pub fn watch_file(&self, token: &Arc<Token>, file: &OwnedFd) -> bool {
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let mut nodes = self.lock();
+        match inotify::add_watch(&self.fd, path.as_str(), FILE_MASK | WatchFlags::MASK_ADD) {
+            Ok(wd) => {
+                nodes.entry(wd).or_default().any.push(Arc::downgrade(token));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Forgets tokens of entries that are gone and removes watches nobody
+    /// needs any more. Returns the number of watches left.
+    pub fn prune(&self) -> usize {
+        let mut nodes = self.lock();
+        let empty: Vec<i32> = nodes.iter_mut().filter_map(|(wd, n)| n.prune().then_some(*wd)).collect();
+        for wd in empty {
+            nodes.remove(&wd);
+            let _ = inotify::remove_watch(&self.fd, wd);
+        }
+        nodes.len()
+    }
+}
+
+/// Whether inotify sees every change on the file system holding `fd`: not on
+/// network or FUSE file systems, where other machines or user-space daemons
+/// change files behind the kernel's back.
+pub fn is_watchable(fd: &OwnedFd) -> bool {
+    const REMOTE: &[i64] = &[
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x6573_5546, // FUSE
+        0x0102_1997, // 9P
+        0x00C3_6400, // Ceph
+        0x5346_414F, // AFS
+        0x6B41_4653, // kAFS
+        0x0BD0_0BD0, // Lustre
+        0x1373,      // devfs (never sensible)
+        0x4750_4653, // GPFS
+        0x6165_676C, // PSTORE (not a content fs)
+    ];
+    match rustix::fs::fstatfs(fd) {
+        Ok(st) => !REMOTE.contains(&i64::from(st.f_type)),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+
+    fn setup(tag: &str) -> (std::path::PathBuf, OwnedFd, Watcher) {
+        let dir = std::env::temp_dir().join(format!("mapserve-watch-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/f.txt"), b"x").unwrap();
+        std::fs::write(dir.join("other.txt"), b"o").unwrap();
+        let root =
+            rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .unwrap();
+        let w = Watcher::new(&root).unwrap();
+        (dir, root, w)
+    }
+
+    fn token_for(w: &Watcher, dir: &std::path::Path, key: &str) -> Arc<Token> {
+        let t = w.watch_path(key.as_bytes()).unwrap();
+        let f: OwnedFd = std::fs::File::open(dir.join(key)).unwrap().into();
+        assert!(w.watch_file(&t, &f));
+        t
+    }
+
+    #[test]
+    fn every_kind_of_change_invalidates() {
+        type Change = Box<dyn Fn(&std::path::Path)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("write", Box::new(|d| std::fs::write(d.join("a/b/f.txt"), b"y").unwrap())),
+            (
+                "chmod",
+                Box::new(|d| {
+                    std::fs::set_permissions(
+                        d.join("a/b/f.txt"),
+                        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                    )
+                    .unwrap()
+                }),
+            ),
+            ("delete", Box::new(|d| std::fs::remove_file(d.join("a/b/f.txt")).unwrap())),
+            (
+                "rename over",
+                Box::new(|d| {
+                    std::fs::write(d.join("a/b/n"), b"n").unwrap();
+                    std::fs::rename(d.join("a/b/n"), d.join("a/b/f.txt")).unwrap()
+                }),
+            ),
+            ("rename parent", Box::new(|d| std::fs::rename(d.join("a"), d.join("z")).unwrap())),
+            (
+                "hard link write",
+                Box::new(|d| {
+                    std::fs::hard_link(d.join("a/b/f.txt"), d.join("hl")).unwrap();
+                    std::fs::write(d.join("hl"), b"via link").unwrap()
+                }),
+            ),
+            (
+                "truncate",
+                Box::new(|d| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(d.join("a/b/f.txt"))
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap()
+                }),
+            ),
+        ];
+        for (name, change) in changes {
+            let (dir, _root, w) = setup(&name.replace(' ', "_"));
+            let t = token_for(&w, &dir, "a/b/f.txt");
+            w.sync();
+            assert!(t.is_valid(), "{name}: valid before");
+            change(&dir);
+            w.sync();
+            assert!(!t.is_valid(), "{name}: a change must invalidate");
+        }
+    }
+
+    #[test]
+    fn unrelated_changes_and_reads_keep_tokens_valid() {
+        let (dir, _root, w) = setup("unrelated");
+        let t = token_for(&w, &dir, "a/b/f.txt");
+        std::fs::write(dir.join("other.txt"), b"changed").unwrap();
+        std::fs::write(dir.join("a/b/sibling.txt"), b"new").unwrap();
+        let _ = std::fs::read(dir.join("a/b/f.txt")).unwrap();
+        w.sync();
+        assert!(t.is_valid());
+    }
+
+    #[test]
+    fn prune_removes_watches_of_dropped_tokens() {
+        let (dir, _root, w) = setup("prune");
+        let t = token_for(&w, &dir, "a/b/f.txt");
+        assert_eq!(w.prune(), 4, "root, a, a/b and the file");
+        drop(t);
+        assert_eq!(w.prune(), 0);
+    }
+
+    #[test]
+    fn local_file_systems_are_watchable() {
+        let (dir, _root, _w) = setup("fs");
+        let f: OwnedFd = std::fs::File::open(dir.join("other.txt")).unwrap().into();
+        assert!(is_watchable(&f));
+    }
+}
