@@ -250,6 +250,8 @@ pub fn is_watchable(fd: &OwnedFd) -> bool {
         0x6165_676C, // PSTORE (not a content fs)
     ];
     match rustix::fs::fstatfs(fd) {
+        // f_type's integer type differs between architectures.
+        #[allow(clippy::useless_conversion)]
         Ok(st) => !REMOTE.contains(&i64::from(st.f_type)),
         Err(_) => false,
     }
