@@ -34,8 +34,11 @@ pub const PREAD_CHUNK: usize = 256 << 10;
 /// One piece of a body.
 #[derive(Debug)]
 pub enum Part {
-    /// Bytes ready to send.
+    /// Bytes ready to send (heap memory).
     Ready(Bytes),
+    /// A slice of a file mapping: large chunks are offered to the connection
+    /// for zero-copy sending.
+    Mapped(Bytes),
     /// `len` bytes of a file from `offset`, read with `pread`.
     Pread {
         /// The open file.
@@ -50,7 +53,7 @@ pub enum Part {
 impl Part {
     fn len(&self) -> u64 {
         match self {
-            Part::Ready(b) => b.len() as u64,
+            Part::Ready(b) | Part::Mapped(b) => b.len() as u64,
             Part::Pread { len, .. } => *len,
         }
     }
@@ -186,9 +189,22 @@ impl http_body::Body for FileBody {
         loop {
             let chunk = match this.parts.front_mut() {
                 None => return Poll::Ready(None),
-                Some(Part::Ready(bytes)) if bytes.is_empty() => {
+                Some(Part::Ready(bytes) | Part::Mapped(bytes)) if bytes.is_empty() => {
                     this.parts.pop_front();
                     continue;
+                }
+                Some(Part::Mapped(bytes)) => {
+                    let chunk = if bytes.len() > MAX_CHUNK {
+                        bytes.split_to(MAX_CHUNK)
+                    } else {
+                        std::mem::take(bytes)
+                    };
+                    if chunk.len() >= crate::track::MIN_SPLICE {
+                        if let Some(guard) = &this.guard {
+                            guard.tracker().offer_mapped(chunk.clone());
+                        }
+                    }
+                    chunk
                 }
                 Some(Part::Ready(bytes)) if bytes.len() > MAX_CHUNK => bytes.split_to(MAX_CHUNK),
                 Some(Part::Ready(_)) => match this.parts.pop_front() {

@@ -99,14 +99,17 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Resp
 /// `len` bytes of the entry from `first`, as a body part.
 fn span(entry: &Entry, first: u64, len: u64) -> Part {
     match &entry.content {
-        Content::Whole(bytes) => {
-            let start = usize::try_from(first).unwrap_or(usize::MAX).min(bytes.len());
-            let end = usize::try_from(first.saturating_add(len)).unwrap_or(usize::MAX).min(bytes.len());
-            Part::Ready(bytes.slice(start..end))
-        }
+        Content::Heap(bytes) => Part::Ready(slice(bytes, first, len)),
+        Content::Mapped(bytes) => Part::Mapped(slice(bytes, first, len)),
         Content::Stream(fd) => Part::Pread { fd: fd.clone(), offset: first, len },
         Content::Dir => Part::Ready(Bytes::new()),
     }
+}
+
+fn slice(bytes: &Bytes, first: u64, len: u64) -> Bytes {
+    let start = usize::try_from(first).unwrap_or(usize::MAX).min(bytes.len());
+    let end = usize::try_from(first.saturating_add(len)).unwrap_or(usize::MAX).min(bytes.len());
+    bytes.slice(start..end)
 }
 
 fn content_range(r: ByteRange, len: u64) -> HeaderValue {

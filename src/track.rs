@@ -1,16 +1,31 @@
-//! Per-connection activity shared between the connection's I/O wrapper and
-//! its requests: how many responses are in flight, and a counter bumped when a
-//! request starts. The I/O wrapper reads these to tell an idle connection from
-//! a slow request head from a busy one (see `server::conn`).
+//! Per-connection state shared between the connection's I/O wrapper and its
+//! requests:
+//!
+//! * how many responses are in flight, and a counter bumped when a request
+//!   starts: the I/O wrapper reads these to tell an idle connection from a
+//!   slow request head from a busy one (see `server::conn`);
+//! * the large slices of file mappings that response bodies have handed to
+//!   hyper: when hyper writes one of them, the I/O wrapper moves it to the
+//!   socket with `vmsplice` + `splice` instead of copying it (see
+//!   `server::zerocopy`). Holding the `Bytes` here keeps the mapping, and so
+//!   the address range, alive until the bytes have been handed to the kernel.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Mapped slices shorter than this are written with `writev`: a copy is
+/// cheaper than the extra system calls of splicing.
+pub const MIN_SPLICE: usize = 64 << 10;
 
 /// Shared by a connection and its requests.
 #[derive(Debug, Default)]
 pub struct ConnTracker {
     in_flight: AtomicUsize,
     started: AtomicU64,
+    has_mapped: AtomicBool,
+    mapped: Mutex<VecDeque<Bytes>>,
 }
 
 impl ConnTracker {
@@ -29,6 +44,48 @@ impl ConnTracker {
         self.started.load(Ordering::Acquire)
     }
 
+    /// Records a slice of a file mapping that a body has just handed to hyper.
+    pub fn offer_mapped(&self, chunk: Bytes) {
+        let mut q = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(chunk);
+        self.has_mapped.store(true, Ordering::Release);
+    }
+
+    /// Whether any offered mapped slice is still unwritten (cheap check).
+    pub fn has_mapped(&self) -> bool {
+        self.has_mapped.load(Ordering::Acquire)
+    }
+
+    /// Whether `[ptr, ptr + len)` lies inside an offered mapped slice. Slices
+    /// offered before the matching one have been written already (hyper
+    /// writes in order) and are forgotten.
+    pub fn is_mapped(&self, ptr: usize, len: usize) -> bool {
+        let mut q = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
+        let end = ptr.saturating_add(len);
+        let found = q.iter().position(|c| {
+            let start = c.as_ptr() as usize;
+            ptr >= start && end <= start.saturating_add(c.len())
+        });
+        match found {
+            Some(i) => {
+                q.drain(..i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the first offered slice if `[..end)` finished it.
+    pub fn wrote_up_to(&self, end: usize) {
+        let mut q = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
+        if q.front().is_some_and(|c| c.as_ptr() as usize + c.len() == end) {
+            q.pop_front();
+        }
+        if q.is_empty() {
+            self.has_mapped.store(false, Ordering::Release);
+        }
+    }
+
     /// Marks a request as started; the guard marks its response finished when
     /// dropped (with the response body, or with the handler if it is cancelled).
     pub fn begin(self: &Arc<Self>) -> RequestGuard {
@@ -42,6 +99,13 @@ impl ConnTracker {
 #[derive(Debug)]
 pub struct RequestGuard {
     tracker: Arc<ConnTracker>,
+}
+
+impl RequestGuard {
+    /// The connection this request arrived on.
+    pub fn tracker(&self) -> &ConnTracker {
+        &self.tracker
+    }
 }
 
 impl Drop for RequestGuard {

@@ -70,7 +70,7 @@ fn the_budget_is_never_exceeded_and_pinned_entries_fall_back_to_streaming() {
         // Release the pins: the next load evicts and maps again.
         held.clear();
         let e = cache.get(b"f4").await.unwrap();
-        assert!(matches!(e.content, Content::Whole(_)));
+        assert!(matches!(e.content, Content::Mapped(_)));
         assert!(cache.stats().bytes <= 3 << 20);
     });
 }

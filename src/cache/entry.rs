@@ -14,10 +14,11 @@ use std::time::SystemTime;
 pub enum Content {
     /// A directory: answered with a redirect or its index.
     Dir,
-    /// The whole file as one `Bytes`: a heap copy for small files, a slice of
-    /// one mapping for larger ones, empty for an empty file. Every response
-    /// body is a slice of it.
-    Whole(Bytes),
+    /// The whole file as a heap copy (small files, and empty ones). Every
+    /// response body is a slice of it.
+    Heap(Bytes),
+    /// The whole file as one mapping. Every response body is a slice of it.
+    Mapped(Bytes),
     /// The file could not be mapped within the budget (or mmap failed): it is
     /// streamed with `pread` from this descriptor, and never cached.
     Stream(Arc<OwnedFd>),
@@ -131,10 +132,10 @@ mod tests {
     #[test]
     fn last_modified_is_left_out_for_epoch_and_one() {
         for (mtime, present) in [(0i128, false), (1_000_000_000, false), (2_000_000_000, true)] {
-            let e = Entry::new(b"a.txt", id(1, 0, mtime, 0), Content::Whole(Bytes::new()));
+            let e = Entry::new(b"a.txt", id(1, 0, mtime, 0), Content::Heap(Bytes::new()));
             assert_eq!(e.headers.last_modified.is_some(), present, "mtime {mtime}");
         }
-        let e = Entry::new(b"a.txt", id(1, 0, 784_111_777_000_000_000, 0), Content::Whole(Bytes::new()));
+        let e = Entry::new(b"a.txt", id(1, 0, 784_111_777_000_000_000, 0), Content::Heap(Bytes::new()));
         assert_eq!(e.headers.last_modified.unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 }

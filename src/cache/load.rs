@@ -61,7 +61,7 @@ impl Shared {
         let Opened { fd, mut identity } = opened;
         let size = identity.size;
         if size == 0 {
-            return Ok(Entry::new(name, identity, Content::Whole(Bytes::new())));
+            return Ok(Entry::new(name, identity, Content::Heap(Bytes::new())));
         }
         if size <= self.small_file_max {
             let Some(reservation) = self.reserve(size, false) else {
@@ -76,7 +76,7 @@ impl Shared {
                         let after = fstat(&fd)?;
                         if after == identity {
                             let bytes = Bytes::from_owner(HeapOwner::new(data, reservation));
-                            return Ok(Entry::new(name, identity, Content::Whole(bytes)));
+                            return Ok(Entry::new(name, identity, Content::Heap(bytes)));
                         }
                         identity = after;
                     }
@@ -103,7 +103,7 @@ impl Shared {
                 region.will_need();
                 drop(file);
                 let bytes = Bytes::from_owner(MapOwner::new(region, reservation));
-                Ok(Entry::new(name, identity, Content::Whole(bytes)))
+                Ok(Entry::new(name, identity, Content::Mapped(bytes)))
             }
             Err(e) => {
                 tracing::warn!(error = %e, size, "mmap failed; streaming with pread");

@@ -79,6 +79,27 @@ impl Region {
     }
 }
 
+/// Moves up to `data.len()` bytes of mapped file memory into the pipe `pipe`
+/// without copying them (`vmsplice`): the pipe takes references to the page
+/// cache pages, and a later `splice` to a socket hands those same pages to
+/// TCP. Returns how many bytes went into the pipe.
+///
+/// `data` must be (part of) a [`Region`]: the caller checks that it lies in a
+/// mapped chunk it holds. A page past the end of a truncated file fails the
+/// call with EFAULT, as `writev` would, with no signal.
+pub fn vmsplice_mapped(pipe: &impl rustix::fd::AsFd, data: &[u8]) -> io::Result<usize> {
+    let iov = [rustix::pipe::IoSliceRaw::from_slice(data)];
+    // SAFETY: vmsplice (without SPLICE_F_GIFT) only reads the memory and makes
+    // the pipe hold references to the underlying pages; it never writes to
+    // them. The references can outlive `data`'s borrow. That is sound here
+    // because the memory is a read-only MAP_SHARED file mapping: the pages
+    // are page-cache pages that stay valid (and keep the file's bytes) even
+    // after the mapping is unmapped, so the pipe can never observe memory that
+    // Rust later reuses for something else, as it could with heap memory.
+    let n = unsafe { rustix::pipe::vmsplice(pipe, &iov, rustix::pipe::SpliceFlags::NONBLOCK)? };
+    Ok(n)
+}
+
 impl AsRef<[u8]> for Region {
     fn as_ref(&self) -> &[u8] {
         self.as_slice()
@@ -102,6 +123,27 @@ mod tests {
         assert_eq!(window.as_slice(), &data[page..2 * page + 10]);
         assert!(Region::map(&tmp, 1, 10).is_err(), "unaligned offset refused");
         assert!(Region::map(&tmp, 0, 0).is_err(), "empty refused");
+    }
+
+    #[test]
+    fn vmsplice_moves_mapped_pages_that_outlive_the_mapping() {
+        use std::io::Read;
+        let mut tmp = tempfile_in_target("vmsplice");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        tmp.write_all(&data).unwrap();
+        let region = Region::map(&tmp, 0, data.len()).unwrap();
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let _ = rustix::pipe::fcntl_setpipe_size(&write, 1 << 20);
+        let mut sent = 0;
+        while sent < 150_000 {
+            sent += vmsplice_mapped(&write, &region.as_slice()[1000 + sent..151_000]).unwrap();
+        }
+        // Unmap before reading: the pipe holds the pages, not the mapping.
+        drop(region);
+        drop(write);
+        let mut got = Vec::new();
+        std::fs::File::from(read).read_to_end(&mut got).unwrap();
+        assert_eq!(got, &data[1000..151_000]);
     }
 
     fn tempfile_in_target(name: &str) -> File {

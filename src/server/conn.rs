@@ -14,12 +14,13 @@
 //! forwarded vectored, so hyper keeps writing bodies straight from the
 //! mappings (`writev`), with no copy.
 
+use super::zerocopy::{self, MIN_SPLICE, Splicer};
 use crate::track::ConnTracker;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -51,6 +52,7 @@ pub struct ConnIo {
     seen_started: u64,
     write_blocked_since: Option<Instant>,
     is_h2: Option<bool>,
+    splicer: Option<Splicer>,
 }
 
 impl ConnIo {
@@ -69,6 +71,7 @@ impl ConnIo {
             seen_started: 0,
             write_blocked_since: None,
             is_h2: None,
+            splicer: None,
         }
     }
 
@@ -146,6 +149,76 @@ impl ConnIo {
         None
     }
 
+    /// The write path when large mapped slices may be among `bufs`: bytes
+    /// before the first such slice go out with `MSG_MORE`; the slice itself is
+    /// spliced through the pipe without a copy.
+    fn poll_write_spliced(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(splicer) = self.splicer.as_mut() {
+            ready!(splicer.poll_drain(&self.stream, cx))?;
+        }
+        let first_mapped = bufs
+            .iter()
+            .position(|b| b.len() >= MIN_SPLICE && self.tracker.is_mapped(b.as_ptr() as usize, b.len()));
+        match first_mapped {
+            None => {
+                let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+                if let Poll::Ready(Ok(n)) = &r {
+                    self.note_written(bufs, *n);
+                }
+                r
+            }
+            Some(0) => {
+                let Some(data) = bufs.first() else { return Poll::Ready(Ok(0)) };
+                if self.splicer.is_none() {
+                    match Splicer::new() {
+                        Ok(s) => self.splicer = Some(s),
+                        // No descriptors for a pipe: copy instead.
+                        Err(_) => return Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..1]),
+                    }
+                }
+                let Some(splicer) = self.splicer.as_mut() else { return Poll::Ready(Ok(0)) };
+                let mut n = splicer.fill(data)?;
+                if n == 0 {
+                    // The pipe is full: drain it (registering for writability).
+                    ready!(splicer.poll_drain(&self.stream, cx))?;
+                    n = splicer.fill(data)?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                }
+                splicer.drain_now(&self.stream)?;
+                self.tracker.wrote_up_to(data.as_ptr() as usize + n);
+                Poll::Ready(Ok(n))
+            }
+            Some(i) => {
+                let head = bufs.get(..i).unwrap_or_default();
+                loop {
+                    ready!(self.stream.poll_write_ready(cx))?;
+                    match zerocopy::send_more(&self.stream, head) {
+                        Ok(n) => return Poll::Ready(Ok(n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a plain write: forget offered slices that were written whole.
+    fn note_written(&self, bufs: &[io::IoSlice<'_>], mut n: usize) {
+        for b in bufs {
+            if n < b.len() {
+                break;
+            }
+            n -= b.len();
+            self.tracker.wrote_up_to(b.as_ptr() as usize + b.len());
+        }
+    }
+
     fn write_result(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match r {
             Poll::Ready(Ok(n)) => {
@@ -204,6 +277,10 @@ impl AsyncWrite for ConnIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.splicer.as_ref().is_some_and(Splicer::has_pending) || this.tracker.has_mapped() {
+            let r = this.poll_write_spliced(cx, bufs);
+            return this.write_result(cx, r);
+        }
         let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
         this.write_result(cx, r)
     }
@@ -213,10 +290,23 @@ impl AsyncWrite for ConnIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let this = &mut *self;
+        if let Some(splicer) = this.splicer.as_mut().filter(|s| s.has_pending()) {
+            let r = splicer.poll_drain(&this.stream, cx).map_ok(|()| 1);
+            if let Poll::Ready(Err(e)) = this.write_result(cx, r) {
+                return Poll::Ready(Err(e));
+            }
+            if this.splicer.as_ref().is_some_and(Splicer::has_pending) {
+                return Poll::Pending;
+            }
+        }
+        Pin::new(&mut this.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(e) = ready!(self.as_mut().poll_flush(cx)) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

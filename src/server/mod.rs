@@ -12,6 +12,7 @@
 //!   grace period, then return so that the process exits 0.
 
 pub mod conn;
+pub mod zerocopy;
 
 use crate::cache::{CacheConfig, FileCache};
 use crate::config::Config;
