@@ -40,26 +40,41 @@ pub struct Timeouts {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// A `TcpStream` with timeouts.
+///
+/// Times are kept in milliseconds of the coarse monotonic clock (a memory
+/// read, no TSC), and the timer is re-armed only when it fires or when a
+/// deadline moves earlier: activity merely pushes deadlines later, so a busy
+/// keep-alive connection does no timer work per request.
 #[derive(Debug)]
 pub struct ConnIo {
     stream: TcpStream,
     tracker: Arc<ConnTracker>,
     limits: Timeouts,
     timer: Option<Pin<Box<Sleep>>>,
-    timer_at: Option<Instant>,
-    last_activity: Instant,
-    head_since: Option<Instant>,
+    timer_at: Option<u64>,
+    last_activity: u64,
+    head_since: Option<u64>,
     seen_started: u64,
-    write_blocked_since: Option<Instant>,
+    write_blocked_since: Option<u64>,
     is_h2: Option<bool>,
     splicer: Option<Splicer>,
+}
+
+/// Milliseconds on the coarse monotonic clock.
+fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl ConnIo {
     /// Wraps an accepted stream. The header clock starts now: a client that
     /// connects and sends nothing is closed after the header timeout.
     pub fn new(stream: TcpStream, tracker: Arc<ConnTracker>, limits: Timeouts) -> ConnIo {
-        let now = Instant::now();
+        let now = now_ms();
         ConnIo {
             stream,
             tracker,
@@ -84,7 +99,7 @@ impl ConnIo {
     }
 
     fn on_read(&mut self, data: &[u8]) {
-        let now = Instant::now();
+        let now = now_ms();
         self.last_activity = now;
         if self.is_h2.is_none() {
             self.is_h2 = Some(data.starts_with(H2_PREFACE));
@@ -100,11 +115,12 @@ impl ConnIo {
 
     fn on_write_progress(&mut self) {
         self.write_blocked_since = None;
-        self.last_activity = Instant::now();
+        self.last_activity = now_ms();
     }
 
-    /// Called when an operation is pending: arms the timer for the earliest
-    /// deadline that applies, and fails once one has passed.
+    /// Called when an operation is pending: makes sure the timer will wake
+    /// the connection by the earliest deadline that applies, and fails once
+    /// one has passed.
     ///
     /// While a response is in flight no read deadline applies, but the timer
     /// is still armed (one idle period ahead) so that the connection wakes up
@@ -113,16 +129,17 @@ impl ConnIo {
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         for _ in 0..4 {
             self.sync_started();
-            let now = Instant::now();
-            let mut deadline: Option<(Instant, Option<&'static str>)> =
-                self.write_blocked_since.map(|t| (t + self.limits.send, Some("send timeout")));
+            let now = now_ms();
+            let mut deadline: Option<(u64, Option<&'static str>)> = self
+                .write_blocked_since
+                .map(|t| (t.saturating_add(ms(self.limits.send)), Some("send timeout")));
             let read_deadline = if self.tracker.in_flight() == 0 {
                 match self.head_since {
-                    Some(t) => (t + self.limits.header, Some("request header timeout")),
-                    None => (self.last_activity + self.limits.idle, Some("idle timeout")),
+                    Some(t) => (t.saturating_add(ms(self.limits.header)), Some("request header timeout")),
+                    None => (self.last_activity.saturating_add(ms(self.limits.idle)), Some("idle timeout")),
                 }
             } else {
-                (now.max(self.last_activity) + self.limits.idle, None)
+                (now.max(self.last_activity).saturating_add(ms(self.limits.idle)), None)
             };
             deadline = Some(match deadline {
                 Some(d) if d.0 <= read_deadline.0 => d,
@@ -135,11 +152,17 @@ impl ConnIo {
                     None => continue,
                 }
             }
-            let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-            if self.timer_at != Some(at) {
-                timer.as_mut().reset(at);
+            // An armed timer that fires no later than needed is kept: when it
+            // fires early, the deadline is recomputed and the timer re-armed.
+            if self.timer_at.is_none_or(|armed| armed > at) {
+                let when = Instant::now() + Duration::from_millis(at - now);
+                match self.timer.as_mut() {
+                    Some(timer) => timer.as_mut().reset(when),
+                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(when))),
+                }
                 self.timer_at = Some(at);
             }
+            let timer = self.timer.as_mut()?;
             if timer.as_mut().poll(cx).is_pending() {
                 return None;
             }
@@ -229,7 +252,7 @@ impl ConnIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                self.write_blocked_since.get_or_insert_with(Instant::now);
+                self.write_blocked_since.get_or_insert_with(now_ms);
                 match self.poll_deadline(cx) {
                     Some(e) => Poll::Ready(Err(e)),
                     None => Poll::Pending,

@@ -58,7 +58,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         policy: Policy { cache_control: config.cache_control.clone() },
         access_log: config.access_log,
     });
-    let router = crate::app::router(app);
+    let service = crate::app::service::<Incoming>(app);
 
     let mut listeners = Vec::new();
     for addr in &config.listen {
@@ -104,7 +104,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         eprintln!("listening on http://{addr}");
         loops.push(tokio::spawn(accept_loop(
             listener,
-            router.clone(),
+            service.clone(),
             builder.clone(),
             graceful.clone(),
             semaphore.clone(),
@@ -129,15 +129,28 @@ pub async fn run(config: Config) -> io::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop<S, B>(
     listener: TcpListener,
-    router: axum::Router,
+    service: S,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     semaphore: Arc<Semaphore>,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -166,13 +179,12 @@ async fn accept_loop(
         let tracker = ConnTracker::new();
         let info = ConnInfo { peer, tracker: tracker.clone() };
         let io = TokioIo::new(ConnIo::new(stream, tracker, timeouts));
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        let app = service.clone();
+        let per_conn = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(info.clone());
-            let mut router = router.clone();
-            tower::Service::call(&mut router, req)
+            tower::ServiceExt::oneshot(app.clone(), req)
         });
-        let connection = builder.serve_connection(io, service).into_owned();
+        let connection = builder.serve_connection(io, per_conn).into_owned();
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = watched.await {
