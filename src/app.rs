@@ -10,40 +10,43 @@
 //! directly, around 10% of the whole per-request cost at 1 KiB (README,
 //! "Performance").
 
-use crate::handler::{App, handle};
+use crate::handler::{Scope, handle};
 use axum::handler::Handler;
 use http::Request;
 use std::convert::Infallible;
-use std::sync::Arc;
 use tower::{Layer, Service, ServiceExt};
-use tower_http::catch_panic::{CatchPanic, CatchPanicLayer};
+use tower_http::catch_panic::{CatchPanic, CatchPanicLayer, ResponseForPanic};
 
-/// Turns a panic into the 500 response.
-pub type PanicHandler = fn(Box<dyn std::any::Any + Send>) -> http::Response<String>;
+/// Turns a panic into a plain 500 response, logged, with no message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PanicTo500;
 
-/// Builds the service over the shared application state.
+impl ResponseForPanic for PanicTo500 {
+    type ResponseBody = String;
+
+    fn response_for_panic(&mut self, _: Box<dyn std::any::Any + Send + 'static>) -> http::Response<String> {
+        tracing::error!("request handler panicked");
+        let mut response = http::Response::new("500 internal server error\n".to_owned());
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    }
+}
+
+/// Builds the service for one connection.
 #[allow(clippy::type_complexity)]
 pub fn service<B>(
-    app: Arc<App>,
+    scope: Scope,
 ) -> CatchPanic<
     impl Service<Request<B>, Response = axum::response::Response, Error = Infallible, Future = impl Send>
     + Clone
     + Send
     + Sync,
-    PanicHandler,
+    PanicTo500,
 >
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let inner = handle.with_state(app).map_request(|req: Request<B>| req.map(axum::body::Body::new));
-    let on_panic: PanicHandler = on_panic;
-    CatchPanicLayer::custom(on_panic).layer(inner)
-}
-
-fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> http::Response<String> {
-    tracing::error!("request handler panicked");
-    let mut response = http::Response::new("500 internal server error\n".to_owned());
-    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    response
+    let inner = handle.with_state(scope).map_request(|req: Request<B>| req.map(axum::body::Body::new));
+    CatchPanicLayer::custom(PanicTo500).layer(inner)
 }

@@ -59,6 +59,36 @@ impl Part {
     }
 }
 
+/// The queue of parts, with the first one held inline: most bodies have a
+/// single part and then need no allocation.
+#[derive(Debug, Default)]
+struct Parts {
+    first: Option<Part>,
+    rest: VecDeque<Part>,
+}
+
+impl Parts {
+    fn front_mut(&mut self) -> Option<&mut Part> {
+        match self.first {
+            Some(ref mut p) => Some(p),
+            None => self.rest.front_mut(),
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Part> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+}
+
 /// What to log when the response ends.
 #[derive(Debug)]
 pub struct AccessRecord {
@@ -79,7 +109,7 @@ pub struct AccessRecord {
 /// The body type of every mapserve response.
 #[derive(Debug, Default)]
 pub struct FileBody {
-    parts: VecDeque<Part>,
+    parts: Parts,
     remaining: u64,
     sent: u64,
     pending: Option<JoinHandle<io::Result<Bytes>>>,
@@ -100,7 +130,7 @@ impl FileBody {
     pub fn new(parts: Vec<Part>, entry: Option<Arc<Entry>>) -> FileBody {
         let remaining = parts.iter().map(Part::len).fold(0u64, u64::saturating_add);
         FileBody {
-            parts: parts.into(),
+            parts: Parts { first: None, rest: parts.into() },
             remaining,
             sent: 0,
             pending: None,
@@ -111,9 +141,24 @@ impl FileBody {
         }
     }
 
+    /// A body of one part (no allocation for the part list).
+    pub fn one(part: Part) -> FileBody {
+        let mut body = FileBody::new(Vec::new(), None);
+        body.remaining = part.len();
+        body.parts.first = Some(part);
+        body
+    }
+
+    /// Keeps `entry` alive (and so counted as pinned by the cache) until the
+    /// body is dropped.
+    pub fn pinning(mut self, entry: Arc<Entry>) -> FileBody {
+        self.entry = Some(entry);
+        self
+    }
+
     /// A body of one ready buffer.
     pub fn from_bytes(bytes: Bytes) -> FileBody {
-        FileBody::new(vec![Part::Ready(bytes)], None)
+        FileBody::one(Part::Ready(bytes))
     }
 
     /// Attaches what the end of the response must report and release.

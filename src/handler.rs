@@ -40,7 +40,7 @@ pub struct App {
     pub access_log: bool,
 }
 
-/// Per-connection facts attached to every request by the server.
+/// Per-connection facts.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The client's address.
@@ -49,11 +49,22 @@ pub struct ConnInfo {
     pub tracker: Arc<ConnTracker>,
 }
 
+/// The handler's state: the application, and the connection the request
+/// arrived on. The server builds one per connection, so no per-request
+/// extension map is needed to carry the connection.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The application.
+    pub app: Arc<App>,
+    /// The connection (absent when the handler is driven without one).
+    pub conn: Option<ConnInfo>,
+}
+
 /// The axum handler for every path.
-pub async fn handle(State(app): State<Arc<App>>, req: Request) -> axum::response::Response {
-    let start = Instant::now();
+pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response::Response {
+    let Scope { app, conn } = scope;
+    let start = app.access_log.then(Instant::now);
     let (req, _body) = req.into_parts();
-    let conn = req.extensions.get::<ConnInfo>().cloned();
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
     let mut response = match serve(&app, &req, head).await {
@@ -71,8 +82,8 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> axum::response
             response::error(&e, head)
         }
     };
-    let record = match (&conn, app.access_log) {
-        (Some(c), true) => Some(AccessRecord {
+    let record = match (&conn, start) {
+        (Some(c), Some(start)) => Some(AccessRecord {
             client: c.peer,
             method: req.method.clone(),
             target: req.uri.path_and_query().map_or_else(|| req.uri.to_string(), |pq| pq.to_string()),

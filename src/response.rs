@@ -46,8 +46,67 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Builds the response for `entry` according to `plan`.
 pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Response<FileBody> {
+    let (status, headers, body) = match plan {
+        Plan::NotModified => {
+            return build(StatusCode::NOT_MODIFIED, validators(entry, policy), FileBody::empty());
+        }
+        Plan::PreconditionFailed => {
+            let headers = validators(entry, policy);
+            return text(StatusCode::PRECONDITION_FAILED, headers, "412 precondition failed\n", head);
+        }
+        Plan::Unsatisfiable => {
+            let mut headers = validators(entry, policy);
+            headers.insert(header::CONTENT_RANGE, unsatisfied_range(entry.len()));
+            headers.insert(header::ACCEPT_RANGES, BYTES);
+            return text(StatusCode::RANGE_NOT_SATISFIABLE, headers, "416 range not satisfiable\n", head);
+        }
+        Plan::Full => (StatusCode::OK, full(entry, policy), FileBody::one(span(entry, 0, entry.len()))),
+        Plan::Single(r) => {
+            let mut headers = full(entry, policy);
+            headers.insert(header::CONTENT_RANGE, content_range(r, entry.len()));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
+            (StatusCode::PARTIAL_CONTENT, headers, FileBody::one(span(entry, r.first, r.len())))
+        }
+        Plan::Multi(ranges) => {
+            let ct = entry.headers.content_type.as_bytes();
+            let m = multipart::plan(&ranges, entry.len(), ct, multipart::new_boundary());
+            let mut headers = full(entry, policy);
+            let ct = format!("multipart/byteranges; boundary={}", m.boundary);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap_or(TEXT));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(m.content_length));
+            let mut parts = Vec::with_capacity(m.parts.len() * 2 + 1);
+            for (head_bytes, r) in m.parts {
+                parts.push(Part::Ready(head_bytes));
+                parts.push(span(entry, r.first, r.len()));
+            }
+            parts.push(Part::Ready(m.trailer));
+            (StatusCode::PARTIAL_CONTENT, headers, FileBody::new(parts, None))
+        }
+    };
+    let body = if head { FileBody::empty() } else { body.pinning(entry.clone()) };
+    build(status, headers, body)
+}
+
+/// The headers of a 200 for `entry`: built once per entry, then cloned.
+fn full(entry: &Entry, policy: &Policy) -> HeaderMap {
+    entry
+        .headers
+        .full
+        .get_or_init(|| {
+            let mut headers = validators(entry, policy);
+            headers.insert(header::CONTENT_TYPE, entry.headers.content_type.clone());
+            headers.insert(header::ACCEPT_RANGES, BYTES);
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+            headers.insert(header::CONTENT_LENGTH, entry.headers.content_length.clone());
+            headers
+        })
+        .clone()
+}
+
+/// ETag, Last-Modified and Cache-Control: what a 304 repeats from the 200.
+fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
     let h = &entry.headers;
-    let mut headers = HeaderMap::with_capacity(10);
+    let mut headers = HeaderMap::with_capacity(8);
     headers.insert(header::ETAG, h.etag.clone());
     if let Some(lm) = &h.last_modified {
         headers.insert(header::LAST_MODIFIED, lm.clone());
@@ -55,45 +114,7 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Resp
     if let Some(cc) = &policy.cache_control {
         headers.insert(header::CACHE_CONTROL, cc.clone());
     }
-    let (status, parts, length) = match plan {
-        Plan::NotModified => return build(StatusCode::NOT_MODIFIED, headers, FileBody::empty()),
-        Plan::PreconditionFailed => {
-            return text(StatusCode::PRECONDITION_FAILED, headers, "412 precondition failed\n", head);
-        }
-        Plan::Unsatisfiable => {
-            headers.insert(header::CONTENT_RANGE, unsatisfied_range(entry.len()));
-            headers.insert(header::ACCEPT_RANGES, BYTES);
-            return text(StatusCode::RANGE_NOT_SATISFIABLE, headers, "416 range not satisfiable\n", head);
-        }
-        Plan::Full => {
-            headers.insert(header::CONTENT_TYPE, h.content_type.clone());
-            let parts = vec![span(entry, 0, entry.len())];
-            (StatusCode::OK, parts, entry.len())
-        }
-        Plan::Single(r) => {
-            headers.insert(header::CONTENT_TYPE, h.content_type.clone());
-            headers.insert(header::CONTENT_RANGE, content_range(r, entry.len()));
-            (StatusCode::PARTIAL_CONTENT, vec![span(entry, r.first, r.len())], r.len())
-        }
-        Plan::Multi(ranges) => {
-            let m =
-                multipart::plan(&ranges, entry.len(), h.content_type.as_bytes(), multipart::new_boundary());
-            let ct = format!("multipart/byteranges; boundary={}", m.boundary);
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap_or(TEXT));
-            let mut parts = Vec::with_capacity(m.parts.len() * 2 + 1);
-            for (head_bytes, r) in m.parts {
-                parts.push(Part::Ready(head_bytes));
-                parts.push(span(entry, r.first, r.len()));
-            }
-            parts.push(Part::Ready(m.trailer));
-            (StatusCode::PARTIAL_CONTENT, parts, m.content_length)
-        }
-    };
-    headers.insert(header::ACCEPT_RANGES, BYTES);
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    let body = if head { FileBody::empty() } else { FileBody::new(parts, Some(entry.clone())) };
-    build(status, headers, body)
+    headers
 }
 
 /// `len` bytes of the entry from `first`, as a body part.

@@ -37,6 +37,9 @@ pub struct Headers {
     pub last_modified_secs: Option<u64>,
     /// `Content-Length` of the whole file.
     pub content_length: HeaderValue,
+    /// The complete header map of a 200 response, built by `response` on
+    /// first use and cloned for every later one (no hashing per header).
+    pub full: std::sync::OnceLock<http::HeaderMap>,
 }
 
 /// One version of one file.
@@ -67,6 +70,7 @@ impl Entry {
             last_modified,
             last_modified_secs,
             content_length: HeaderValue::from(identity.size),
+            full: std::sync::OnceLock::new(),
         };
         Entry { identity, content, headers, token: None }
     }

@@ -18,7 +18,7 @@ use crate::cache::{CacheConfig, FileCache};
 use crate::config::Config;
 use crate::config::units::format_size;
 use crate::fs::Root;
-use crate::handler::{App, ConnInfo};
+use crate::handler::{App, ConnInfo, Scope};
 use crate::response::Policy;
 use crate::track::ConnTracker;
 use conn::{ConnIo, Timeouts};
@@ -58,7 +58,6 @@ pub async fn run(config: Config) -> io::Result<()> {
         policy: Policy { cache_control: config.cache_control.clone() },
         access_log: config.access_log,
     });
-    let service = crate::app::service::<Incoming>(app);
 
     let mut listeners = Vec::new();
     for addr in &config.listen {
@@ -104,7 +103,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         eprintln!("listening on http://{addr}");
         loops.push(tokio::spawn(accept_loop(
             listener,
-            service.clone(),
+            app.clone(),
             builder.clone(),
             graceful.clone(),
             semaphore.clone(),
@@ -129,28 +128,15 @@ pub async fn run(config: Config) -> io::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn accept_loop<S, B>(
+async fn accept_loop(
     listener: TcpListener,
-    service: S,
+    app: Arc<App>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Arc<GracefulShutdown>,
     semaphore: Arc<Semaphore>,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
-) where
-    S: tower::Service<
-            http::Request<Incoming>,
-            Response = http::Response<B>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -179,10 +165,9 @@ async fn accept_loop<S, B>(
         let tracker = ConnTracker::new();
         let info = ConnInfo { peer, tracker: tracker.clone() };
         let io = TokioIo::new(ConnIo::new(stream, tracker, timeouts));
-        let app = service.clone();
-        let per_conn = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(info.clone());
-            tower::ServiceExt::oneshot(app.clone(), req)
+        let service = crate::app::service::<Incoming>(Scope { app: app.clone(), conn: Some(info) });
+        let per_conn = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            tower::ServiceExt::oneshot(service.clone(), req)
         });
         let connection = builder.serve_connection(io, per_conn).into_owned();
         let watched = graceful.watch(connection);
