@@ -1,20 +1,26 @@
-//! The only module with `unsafe` code: read-only shared file mappings.
+//! The only module with `unsafe` code: read-only shared file mappings, the
+//! SIGBUS guard that protects user-space reads of them ([`guard`]), and the
+//! system calls that touch mapped memory directly (`vmsplice`, `madvise`,
+//! `mincore`).
 //!
 //! A [`Region`] is one `mmap(PROT_READ, MAP_SHARED)` of part of a file, made
-//! with memmap2 at a page-aligned offset. The descriptor it was made from can
-//! be closed at once; the mapping keeps the inode alive.
+//! with memmap2 at a page-aligned offset, and registered with the guard for
+//! as long as it is mapped. The descriptor it was made from can be closed at
+//! once; the mapping keeps the inode alive.
 //!
 //! # The hazard
 //!
 //! If another process truncates the file, pages past the new end of file are
-//! gone: a user-space load from them raises SIGBUS, while the kernel copying
-//! from them into a socket (`writev`, which is how hyper sends our `Bytes`)
-//! fails with EFAULT instead. mapserve's contract is that served files are
-//! replaced by atomic rename, never truncated in place; when someone truncates
-//! anyway, the response in flight is aborted (short transfer) and the process
-//! lives. See the README's "mmap caveats".
+//! gone: a user-space load from them raises SIGBUS (which the guard turns
+//! into a zero page and a poison mark), while the kernel copying from them
+//! into a socket (`writev`, `vmsplice`) fails with EFAULT instead. Either way
+//! the response in flight is aborted (a short transfer) and the process
+//! lives. mapserve's contract is still that served files are replaced by
+//! atomic rename, never truncated in place: see the README's "mmap caveats".
 
 #![allow(unsafe_code)]
+
+pub mod guard;
 
 use std::fs::File;
 use std::io;
@@ -23,6 +29,9 @@ use std::io;
 /// page-aligned `offset`. Unmapped on drop.
 #[derive(Debug)]
 pub struct Region {
+    // Field order matters: the registration is dropped (unregistered) before
+    // the mapping is unmapped.
+    registration: guard::Registration,
     map: memmap2::Mmap,
 }
 
@@ -49,7 +58,15 @@ impl Region {
         // a vanished page into EFAULT, not SIGBUS); and the length is checked
         // against fstat by the caller, so the mapping starts within the file.
         let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file)? };
-        Ok(Region { map })
+        guard::install();
+        let registration = guard::register(map.as_ptr() as usize, map.len())
+            .ok_or_else(|| io::Error::other("SIGBUS guard registry is full"))?;
+        Ok(Region { registration, map })
+    }
+
+    /// The poison probe of this mapping.
+    pub fn probe(&self) -> guard::Probe {
+        self.registration.probe()
     }
 
     /// The mapped bytes. Reading them in user space is subject to SIGBUS if
@@ -144,6 +161,55 @@ mod tests {
         let mut got = Vec::new();
         std::fs::File::from(read).read_to_end(&mut got).unwrap();
         assert_eq!(got, &data[1000..151_000]);
+    }
+
+    #[test]
+    fn a_truncated_mapping_reads_zeros_and_is_poisoned_instead_of_killing_the_process() {
+        let page = crate::limits::page_size() as usize;
+        let mut tmp = tempfile_in_target("sigbus");
+        tmp.write_all(&vec![b'A'; 4 * page]).unwrap();
+        let region = Region::map(&tmp, 0, 4 * page).unwrap();
+        let probe = region.probe();
+        assert!(!probe.is_poisoned());
+        let before = guard::epoch();
+        tmp.set_len(page as u64).unwrap();
+        // A user-space copy, as h2 or TLS would make.
+        let copy = region.as_slice().to_vec();
+        assert!(copy[..page].iter().all(|&b| b == b'A'));
+        assert!(copy[page..].iter().all(|&b| b == 0), "the lost pages read as zeros");
+        assert!(probe.is_poisoned());
+        assert!(guard::epoch() > before);
+    }
+
+    /// Run only as a child of the next test: faults on a mapping that is not
+    /// registered, which must kill the process as it always would.
+    #[test]
+    #[ignore]
+    fn child_faults_on_an_unregistered_mapping() {
+        if std::env::var_os("MAPSERVE_SIGBUS_CHILD").is_none() {
+            return;
+        }
+        let page = crate::limits::page_size() as usize;
+        let mut tmp = tempfile_in_target("sigbus-child");
+        tmp.write_all(&vec![b'B'; 2 * page]).unwrap();
+        guard::install();
+        // SAFETY (test): a plain memmap2 mapping, deliberately not registered.
+        let map = unsafe { memmap2::Mmap::map(&tmp).unwrap() };
+        tmp.set_len(0).unwrap();
+        let v = map.to_vec();
+        println!("survived with {} bytes", v.len());
+    }
+
+    #[test]
+    fn faults_outside_registered_mappings_still_kill_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "mmap::tests::child_faults_on_an_unregistered_mapping", "--nocapture"])
+            .env("MAPSERVE_SIGBUS_CHILD", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"));
     }
 
     fn tempfile_in_target(name: &str) -> File {

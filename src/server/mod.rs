@@ -40,6 +40,9 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs the server until SIGTERM or SIGINT, then drains for the grace period.
 pub async fn run(config: Config) -> io::Result<()> {
+    if let Err(e) = crate::mmap::guard::status() {
+        tracing::warn!(error = %e, "SIGBUS guard unavailable: a file truncated while a user-space reader copies it would end the process");
+    }
     let root = Root::new(&config.root, config.follow_symlinks_outside_root)?;
     let uses_openat2 = root.uses_openat2();
     let cache = FileCache::new(

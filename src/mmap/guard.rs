@@ -1,0 +1,249 @@
+//! The process-wide SIGBUS guard for registered file mappings.
+//!
+//! When another process truncates a mapped file, a user-space load from a page
+//! past the new end of file raises SIGBUS (BUS_ADRERR). Such loads can happen
+//! outside our code: h2 copies DATA frames of 256 bytes or less into its write
+//! buffer, and any later TLS or compression layer would copy everything. So
+//! one handler covers every thread:
+//!
+//! * for a fault inside a registered mapping it maps an anonymous zero page
+//!   over the faulting page (`MAP_FIXED`), marks the mapping poisoned, bumps a
+//!   global epoch and returns: the interrupted load finishes, reading zeros;
+//! * every reader of mapped bytes checks the poison mark (or the epoch) before
+//!   the bytes leave the process and aborts that response instead, so zeros
+//!   are never sent;
+//! * any other fault is passed on to the handler that was installed before
+//!   (Rust's runtime installs one), so real bugs still crash loudly.
+//!
+//! The registry is a fixed array of atomics: the handler looks addresses up
+//! without locks or allocation. A mapping is unregistered before it is
+//! unmapped, so a later mapping at the same address is never "repaired" by
+//! mistake. The same page is never repaired twice in a row: if the repair did
+//! not take, the fault is passed on rather than looping forever.
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::mem::MaybeUninit;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Most mappings registered at once (more than `vm.max_map_count` allows
+/// a process by default).
+pub const SLOTS: usize = 1 << 16;
+
+struct Slot {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    generation: AtomicU64,
+    poisoned: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Slot = Slot {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    generation: AtomicU64::new(0),
+    poisoned: AtomicBool::new(false),
+};
+
+static REGISTRY: [Slot; SLOTS] = [EMPTY; SLOTS];
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+static REPAIRS: AtomicU64 = AtomicU64::new(0);
+static LAST_REPAIRED_PAGE: AtomicUsize = AtomicUsize::new(0);
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+static INSTALL: Once = Once::new();
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The disposition that was in place before ours, written once (inside
+/// `INSTALL`) before the handler can run, and only read afterwards.
+struct Previous(UnsafeCell<MaybeUninit<libc::sigaction>>);
+// SAFETY: written exactly once inside `INSTALL.call_once`, before our handler
+// is installed; every later access is a read.
+unsafe impl Sync for Previous {}
+static PREVIOUS: Previous = Previous(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// Installs the handler (once per process). Returns whether it is in place.
+pub fn install() -> bool {
+    INSTALL.call_once(|| {
+        PAGE_SIZE.store(rustix::param::page_size(), Ordering::Relaxed);
+        // SAFETY: `sa` is fully initialised (zeroed, then the fields we use);
+        // `on_sigbus` has the SA_SIGINFO signature; `PREVIOUS` is written here
+        // once, before the new handler can observe it, by `sigaction` itself.
+        let ok = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigbus as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let previous = (*PREVIOUS.0.get()).as_mut_ptr();
+            libc::sigaction(libc::SIGBUS, &sa, previous) == 0
+        };
+        INSTALLED.store(ok, Ordering::Release);
+    });
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// A registered range; unregistered on drop.
+#[derive(Debug)]
+pub struct Registration {
+    slot: usize,
+    generation: u64,
+}
+
+/// Identifies a registered mapping for poison checks; cheap to copy. A probe
+/// stays poisoned after its mapping is gone; a new mapping in the same slot
+/// has a new generation, so old probes never speak for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    slot: usize,
+    generation: u64,
+}
+
+impl Probe {
+    /// Whether a SIGBUS was repaired inside this mapping.
+    pub fn is_poisoned(&self) -> bool {
+        REGISTRY.get(self.slot).is_some_and(|s| {
+            s.poisoned.load(Ordering::Acquire) && s.generation.load(Ordering::Acquire) == self.generation
+        })
+    }
+}
+
+impl Registration {
+    /// The probe for this registration.
+    pub fn probe(&self) -> Probe {
+        Probe { slot: self.slot, generation: self.generation }
+    }
+}
+
+/// Registers `[start, start + len)`. `None` when every slot is taken.
+pub fn register(start: usize, len: usize) -> Option<Registration> {
+    if start == 0 || len == 0 {
+        return None;
+    }
+    let first = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+    for i in 0..SLOTS {
+        let index = (first + i) % SLOTS;
+        let slot = &REGISTRY[index];
+        // Claim a free slot: len goes from 0 to `len` first, start after.
+        if slot.len.compare_exchange(0, len, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            slot.poisoned.store(false, Ordering::Release);
+            slot.start.store(start, Ordering::Release);
+            REGISTERED.fetch_add(1, Ordering::Relaxed);
+            return Some(Registration { slot: index, generation });
+        }
+    }
+    None
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let slot = &REGISTRY[self.slot];
+        // start first: from here on the handler no longer matches the range.
+        slot.start.store(0, Ordering::Release);
+        slot.len.store(0, Ordering::Release);
+        REGISTERED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Bumped each time the handler repairs a fault: readers that cannot check a
+/// specific mapping (the connection layer under h2) compare epochs.
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// Faults repaired since start.
+pub fn repairs() -> u64 {
+    REPAIRS.load(Ordering::Relaxed)
+}
+
+/// Mappings registered now.
+pub fn registered() -> usize {
+    REGISTERED.load(Ordering::Relaxed)
+}
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    if code == libc::BUS_ADRERR && repair(addr) {
+        return;
+    }
+    // SAFETY: PREVIOUS was filled by sigaction before this handler existed.
+    unsafe { chain(sig, info, ctx) }
+}
+
+/// Maps a zero page over `addr` if it lies in a registered range.
+/// Async-signal-safe: atomics and one `mmap` system call.
+fn repair(addr: usize) -> bool {
+    let page_size = PAGE_SIZE.load(Ordering::Relaxed);
+    let page = addr & !(page_size - 1);
+    for slot in REGISTRY.iter() {
+        let start = slot.start.load(Ordering::Acquire);
+        if start == 0 || addr < start {
+            continue;
+        }
+        let len = slot.len.load(Ordering::Acquire);
+        if addr - start >= len {
+            continue;
+        }
+        if LAST_REPAIRED_PAGE.swap(page, Ordering::AcqRel) == page && slot.poisoned.load(Ordering::Acquire) {
+            // The same page faulted again right after a repair: give up.
+            LAST_REPAIRED_PAGE.store(0, Ordering::Release);
+            return false;
+        }
+        // SAFETY: `page` is page-aligned and lies inside a mapping we own and
+        // that stays mapped while registered; replacing that one page with a
+        // private anonymous page (zeros, read-only) cannot affect any other
+        // memory. The later munmap of the whole mapping removes it too.
+        let result = unsafe {
+            libc::mmap(
+                page as *mut libc::c_void,
+                page_size,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if result == libc::MAP_FAILED {
+            return false;
+        }
+        slot.poisoned.store(true, Ordering::Release);
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        REPAIRS.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Passes the signal on to the previous disposition.
+///
+/// # Safety
+/// Only from the SIGBUS handler, with its arguments.
+unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: PREVIOUS was initialised by sigaction before our handler ran.
+    let previous = unsafe { (*PREVIOUS.0.get()).assume_init_ref() };
+    let handler = previous.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // Restore it: returning re-executes the faulting load, which then
+        // takes the default action (terminate with a core dump).
+        // SAFETY: restoring a disposition the kernel gave us.
+        unsafe { libc::sigaction(sig, previous, std::ptr::null_mut()) };
+    } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous handler was installed with SA_SIGINFO, so it
+        // has this signature.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler installed without SA_SIGINFO.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
+
+/// Reports whether the handler could be installed, for the start-up log.
+pub fn status() -> io::Result<()> {
+    if install() { Ok(()) } else { Err(io::Error::other("sigaction(SIGBUS) failed")) }
+}
