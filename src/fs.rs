@@ -34,6 +34,8 @@ pub struct Identity {
     pub ctime_ns: i128,
     /// Regular file, directory, or something else.
     pub kind: Kind,
+    /// Owner (decides whether `mincore` tells the truth to us).
+    pub uid: u32,
 }
 
 /// File type as far as serving cares.
@@ -63,6 +65,7 @@ impl Identity {
             mtime_ns: ns(st.stx_mtime),
             ctime_ns: ns(st.stx_ctime),
             kind,
+            uid: st.stx_uid,
         }
     }
 

@@ -148,7 +148,7 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
             }
         }
     };
-    Ok(response::file(&entry, plan, head, &app.policy))
+    Ok(response::file(&entry, plan, head, &app.policy, &app.cache))
 }
 
 /// `Location` for a directory asked for without its trailing slash: the

@@ -6,7 +6,7 @@
 //! repeats the validators and Cache-Control a 200 would carry.
 
 use crate::body::{FileBody, Part};
-use crate::cache::{Content, Entry};
+use crate::cache::{Content, Entry, FileCache};
 use crate::error::ServeError;
 use crate::http::multipart;
 use crate::http::range::ByteRange;
@@ -45,7 +45,14 @@ const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Builds the response for `entry` according to `plan`.
-pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Response<FileBody> {
+pub fn file(
+    entry: &Arc<Entry>,
+    plan: Plan,
+    head: bool,
+    policy: &Policy,
+    cache: &FileCache,
+) -> Response<FileBody> {
+    let span = |first: u64, len: u64| span(cache, entry, first, len);
     let (status, headers, body) = match plan {
         Plan::NotModified => {
             return build(StatusCode::NOT_MODIFIED, validators(entry, policy), FileBody::empty());
@@ -60,12 +67,12 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Resp
             headers.insert(header::ACCEPT_RANGES, BYTES);
             return text(StatusCode::RANGE_NOT_SATISFIABLE, headers, "416 range not satisfiable\n", head);
         }
-        Plan::Full => (StatusCode::OK, full(entry, policy), FileBody::one(span(entry, 0, entry.len()))),
+        Plan::Full => (StatusCode::OK, full(entry, policy), FileBody::one(span(0, entry.len()))),
         Plan::Single(r) => {
             let mut headers = full(entry, policy);
             headers.insert(header::CONTENT_RANGE, content_range(r, entry.len()));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
-            (StatusCode::PARTIAL_CONTENT, headers, FileBody::one(span(entry, r.first, r.len())))
+            (StatusCode::PARTIAL_CONTENT, headers, FileBody::one(span(r.first, r.len())))
         }
         Plan::Multi(ranges) => {
             let ct = entry.headers.content_type.as_bytes();
@@ -77,7 +84,7 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, policy: &Policy) -> Resp
             let mut parts = Vec::with_capacity(m.parts.len() * 2 + 1);
             for (head_bytes, r) in m.parts {
                 parts.push(Part::Ready(head_bytes));
-                parts.push(span(entry, r.first, r.len()));
+                parts.push(span(r.first, r.len()));
             }
             parts.push(Part::Ready(m.trailer));
             (StatusCode::PARTIAL_CONTENT, headers, FileBody::new(parts, None))
@@ -118,10 +125,12 @@ fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
 }
 
 /// `len` bytes of the entry from `first`, as a body part.
-fn span(entry: &Entry, first: u64, len: u64) -> Part {
+fn span(cache: &FileCache, entry: &Arc<Entry>, first: u64, len: u64) -> Part {
     match &entry.content {
         Content::Heap(bytes) => Part::Ready(slice(bytes, first, len)),
-        Content::Mapped(bytes) => Part::Mapped(slice(bytes, first, len)),
+        Content::Mapped(_) | Content::Windowed(_) => {
+            Part::File(crate::body::stream::FileStream::new(cache.clone(), entry.clone(), first, len))
+        }
         Content::Stream(fd) => Part::Pread { fd: fd.clone(), offset: first, len },
         Content::Dir => Part::Ready(Bytes::new()),
     }

@@ -21,7 +21,13 @@ fn concurrent_first_requests_load_once() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cache = FileCache::new(
         Root::new(&dir, false).unwrap(),
-        &CacheConfig { max_bytes: 64 << 20, max_entries: 100, small_file_max: 16 << 20, inotify: true },
+        &CacheConfig {
+            max_bytes: 64 << 20,
+            max_entries: 100,
+            small_file_max: 16 << 20,
+            inotify: true,
+            window_size: 64 << 20,
+        },
     );
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     rt.block_on(async {
@@ -54,7 +60,13 @@ fn the_budget_is_never_exceeded_and_pinned_entries_fall_back_to_streaming() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let cache = FileCache::new(
         Root::new(&dir, false).unwrap(),
-        &CacheConfig { max_bytes: 3 << 20, max_entries: 100, small_file_max: 0, inotify: true },
+        &CacheConfig {
+            max_bytes: 3 << 20,
+            max_entries: 100,
+            small_file_max: 0,
+            inotify: true,
+            window_size: 64 << 20,
+        },
     );
     rt.block_on(async {
         // Hold three entries (as in-flight responses would): the budget is full.

@@ -1,12 +1,16 @@
 //! A cache entry: one version of one file (or directory), with every header
 //! value it needs computed once at load time, so that a hit only clones
-//! reference counts.
+//! reference counts; and a window: one mapping of a page-aligned span of a
+//! file.
 
 use crate::fs::Identity;
+use crate::mmap::Residency;
+use crate::mmap::guard::Probe;
 use bytes::Bytes;
 use http::HeaderValue;
 use rustix::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// What the entry can serve.
@@ -17,11 +21,41 @@ pub enum Content {
     /// The whole file as a heap copy (small files, and empty ones). Every
     /// response body is a slice of it.
     Heap(Bytes),
-    /// The whole file as one mapping. Every response body is a slice of it.
-    Mapped(Bytes),
+    /// The whole file as one mapping (a window starting at 0).
+    Mapped(Arc<Window>),
+    /// A file larger than the window size: mapped window by window, on
+    /// demand. The descriptor stays open so that every window of this version
+    /// of the file can be mapped, even after the path is replaced.
+    Windowed(Arc<OwnedFd>),
     /// The file could not be mapped within the budget (or mmap failed): it is
     /// streamed with `pread` from this descriptor, and never cached.
     Stream(Arc<OwnedFd>),
+}
+
+/// One mapping of `[start, start + bytes.len())` of a file, `start` a
+/// multiple of the page size.
+#[derive(Debug)]
+pub struct Window {
+    /// The mapped bytes (a `Bytes` over the mapping; slices are zero-copy).
+    pub bytes: Bytes,
+    /// File offset of the first byte.
+    pub start: u64,
+    /// Poison probe of the mapping (SIGBUS guard).
+    pub probe: Probe,
+    /// How to learn whether its pages are in memory.
+    pub residency: Residency,
+}
+
+impl Window {
+    /// File offset one past the last byte.
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.bytes.len() as u64)
+    }
+
+    /// Whether `offset` lies inside the window.
+    pub fn covers(&self, offset: u64) -> bool {
+        offset >= self.start && offset < self.end()
+    }
 }
 
 /// Precomputed representation headers.
@@ -45,6 +79,10 @@ pub struct Headers {
 /// One version of one file.
 #[derive(Debug)]
 pub struct Entry {
+    /// Unique per loaded version; names its windows in the cache.
+    pub id: u64,
+    /// The relative path it was loaded from.
+    pub key: Box<[u8]>,
     /// What identified the file when it was loaded.
     pub identity: Identity,
     /// The bytes, or how to get them.
@@ -57,8 +95,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Builds the headers for a file named `name` with `identity`.
-    pub fn new(name: &[u8], identity: Identity, content: Content) -> Entry {
+    /// Builds the headers for the file at `key` with `identity`.
+    pub fn new(key: &[u8], identity: Identity, content: Content) -> Entry {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
         let last_modified_secs = identity.mtime_secs().filter(|&s| s > 1);
         let last_modified = last_modified_secs.and_then(|s| {
             let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s))?;
@@ -72,7 +112,14 @@ impl Entry {
             content_length: HeaderValue::from(identity.size),
             full: std::sync::OnceLock::new(),
         };
-        Entry { identity, content, headers, token: None }
+        Entry {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            key: key.into(),
+            identity,
+            content,
+            headers,
+            token: None,
+        }
     }
 
     /// Length of the file.
@@ -111,7 +158,7 @@ mod tests {
     use crate::fs::Kind;
 
     fn id(ino: u64, ctime_ns: i128, mtime_ns: i128, size: u64) -> Identity {
-        Identity { dev: 1, ino, size, mtime_ns, ctime_ns, kind: Kind::File }
+        Identity { dev: 1, ino, size, mtime_ns, ctime_ns, kind: Kind::File, uid: 0 }
     }
 
     #[test]
@@ -141,5 +188,12 @@ mod tests {
         }
         let e = Entry::new(b"a.txt", id(1, 0, 784_111_777_000_000_000, 0), Content::Heap(Bytes::new()));
         assert_eq!(e.headers.last_modified.unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn entries_get_distinct_ids() {
+        let a = Entry::new(b"a", id(1, 0, 0, 0), Content::Dir);
+        let b = Entry::new(b"a", id(1, 0, 0, 0), Content::Dir);
+        assert_ne!(a.id, b.id);
     }
 }

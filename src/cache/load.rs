@@ -4,15 +4,17 @@
 //! * Directories become [`Content::Dir`].
 //! * Files up to `small_file_max` are read with `pread` into a heap copy; the
 //!   file is stat'ed again after the read and re-read if it changed.
-//! * Larger files are mapped whole, read-only and shared, and the descriptor
-//!   is closed.
+//! * Larger files up to the window size are mapped whole, read-only and
+//!   shared, and the descriptor is closed.
+//! * Files larger than the window size keep their descriptor and are mapped
+//!   window by window when a response needs them ([`super::window`]).
 //! * When the budget cannot be met even after evicting every unpinned entry,
 //!   or `mmap` fails, the file is served by streaming `pread` from the open
 //!   descriptor instead ([`Content::Stream`]), and that entry is not cached.
 
 use super::budget::{HeapOwner, MapOwner, Reservation};
-use super::entry::{Content, Entry};
-use super::{Shared, watch};
+use super::entry::{Content, Entry, Window};
+use super::{Cached, Shared, watch};
 use crate::fs::{FsError, Kind, Opened};
 use crate::mmap::Region;
 use bytes::Bytes;
@@ -43,21 +45,21 @@ impl Shared {
             }
             _ => None,
         };
-        let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
         let mut entry = match opened.identity.kind {
-            Kind::Dir => Entry::new(name, opened.identity, Content::Dir),
-            Kind::File | Kind::Other => self.load_file(name, opened)?,
+            Kind::Dir => Entry::new(key, opened.identity, Content::Dir),
+            Kind::File | Kind::Other => self.load_file(key, opened)?,
         };
         entry.token = token;
         let entry = Arc::new(entry);
         if !matches!(entry.content, Content::Stream(_)) {
-            let displaced = self.table.insert(key, entry.clone());
+            let displaced = self.table.insert(key, Cached::File(entry.clone()));
             drop(displaced);
         }
         Ok(entry)
     }
 
     fn load_file(&self, name: &[u8], opened: Opened) -> Result<Entry, FsError> {
+        // `name` is the whole key: Entry::new takes the file name from it.
         let Opened { fd, mut identity } = opened;
         let size = identity.size;
         if size == 0 {
@@ -88,6 +90,9 @@ impl Shared {
             drop(reservation);
             return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
         }
+        if size > self.window_size {
+            return Ok(Entry::new(name, identity, Content::Windowed(Arc::new(fd))));
+        }
         let Ok(len) = usize::try_from(size) else {
             return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
         };
@@ -97,25 +102,31 @@ impl Shared {
             tracing::debug!(size, "no budget to map; streaming");
             return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
         };
-        let file = std::fs::File::from(fd);
-        match Region::map(&file, 0, len) {
+        match Region::map(&fd, 0, len) {
             Ok(region) => {
                 region.will_need();
-                drop(file);
-                let bytes = Bytes::from_owner(MapOwner::new(region, reservation));
-                Ok(Entry::new(name, identity, Content::Mapped(bytes)))
+                drop(fd);
+                let mut entry = Entry::new(name, identity, Content::Dir);
+                let window = Window {
+                    probe: region.probe(),
+                    bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
+                    start: 0,
+                    residency: self.residency_for(&entry),
+                };
+                entry.content = Content::Mapped(Arc::new(window));
+                Ok(entry)
             }
             Err(e) => {
                 tracing::warn!(error = %e, size, "mmap failed; streaming with pread");
                 drop(reservation);
-                Ok(Entry::new(name, identity, Content::Stream(Arc::new(OwnedFd::from(file)))))
+                Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))))
             }
         }
     }
 
     /// Reserves budget, evicting unpinned entries until it fits. `None` when
     /// everything left is pinned by in-flight responses.
-    fn reserve(&self, bytes: u64, is_map: bool) -> Option<Reservation> {
+    pub(super) fn reserve(&self, bytes: u64, is_map: bool) -> Option<Reservation> {
         if bytes > self.budget.limit() {
             return None;
         }

@@ -1,43 +1,57 @@
-//! The mapping cache: relative path -> [`Entry`], bounded in bytes and entries.
+//! The mapping cache: relative path -> [`Entry`], and (entry, index) ->
+//! [`Window`], bounded in bytes and entries.
 //!
-//! * **Hit**: one table probe plus one `statx` of the path, compared with the
-//!   entry's identity (device, inode, size, mtime, ctime). No `open`, no
-//!   `read`. A mismatch or a failed stat drops the entry and reloads, so every
-//!   request that starts after a change on disk is complete sees the new state.
+//! * **Hit**: one table probe plus a freshness check (one `FIONREAD` with
+//!   inotify, or one `statx`). No `open`, no `read`. A stale entry is dropped
+//!   and reloaded, so every request that starts after a change on disk is
+//!   complete sees the new state.
 //! * **Miss**: concurrent requests for the same key share one load
-//!   (single-flight), run on the blocking pool.
-//! * **Sweep**: a background thread re-stats every entry every
-//!   [`SWEEP_INTERVAL`] and drops changed or deleted ones, so a deleted file's
-//!   mapping does not pin its disk space once no response uses it.
+//!   (single-flight), run on the blocking pool; likewise for windows.
+//! * **Sweep**: a background thread re-checks every entry every
+//!   [`SWEEP_INTERVAL`], drops changed or deleted ones (so a deleted file's
+//!   mapping does not pin its disk space once no response uses it), and
+//!   counts mapped and resident bytes.
 //! * **Budget**: see [`budget`]. **Index and eviction**: see [`table`].
 
 pub mod budget;
 pub mod entry;
+mod flight;
 mod load;
 pub mod table;
 pub mod watch;
+mod window;
 
-pub use entry::{Content, Entry};
+pub use entry::{Content, Entry, Window};
 
 use crate::fs::{FsError, Root};
 use budget::Budget;
-use std::collections::HashMap;
+use flight::Flights;
+use rustix::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use table::{Pinned, Table};
-use tokio::sync::OnceCell;
 
-/// How often the background sweep re-stats cached entries.
+/// How often the background sweep re-checks cached entries.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
-impl Pinned for Arc<Entry> {
-    fn is_pinned(&self) -> bool {
-        Arc::strong_count(self) > 1
-    }
+/// What the table holds.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    /// A file or directory, by path.
+    File(Arc<Entry>),
+    /// A window of a large file.
+    Window(Arc<Window>),
 }
 
-type Flight = Arc<OnceCell<Result<Arc<Entry>, FsError>>>;
+impl Pinned for Cached {
+    fn is_pinned(&self) -> bool {
+        match self {
+            Cached::File(e) => Arc::strong_count(e) > 1,
+            Cached::Window(w) => Arc::strong_count(w) > 1,
+        }
+    }
+}
 
 /// Limits and policy for a [`FileCache`].
 #[derive(Debug, Clone)]
@@ -48,6 +62,8 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// Copy files up to this size instead of mapping them.
     pub small_file_max: u64,
+    /// Files larger than this are mapped in windows of this size.
+    pub window_size: u64,
     /// Detect changes with inotify (strict, one `FIONREAD` per hit) rather
     /// than one `statx` per hit.
     pub inotify: bool,
@@ -56,24 +72,31 @@ pub struct CacheConfig {
 struct Shared {
     root: Root,
     watcher: Option<watch::Watcher>,
-    table: Table<Arc<Entry>>,
+    table: Table<Cached>,
     budget: Arc<Budget>,
-    flights: Mutex<HashMap<Box<[u8]>, Flight>>,
+    files: Flights<Result<Arc<Entry>, FsError>>,
+    windows: Flights<Result<Option<Arc<Window>>, FsError>>,
     small_file_max: u64,
+    window_size: u64,
+    euid: u32,
     hits: AtomicU64,
     misses: AtomicU64,
     loads: AtomicU64,
+    resident: AtomicU64,
 }
 
-/// A snapshot of the cache's counters, for logs and tests.
+/// A snapshot of the cache's counters, for logs, tests and a later metrics
+/// endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Entries in the table.
+    /// Entries and windows in the table.
     pub entries: usize,
-    /// Bytes mapped or copied and still alive.
+    /// Bytes mapped or copied and still alive (in-flight responses included).
     pub bytes: u64,
     /// Mappings alive.
     pub maps: u64,
+    /// Bytes of cached mappings found resident at the last sweep.
+    pub resident: u64,
     /// Lookups answered from the table.
     pub hits: u64,
     /// Lookups not answered from the table.
@@ -113,11 +136,15 @@ impl FileCache {
             root,
             table: Table::new(config.max_entries),
             budget: Budget::new(config.max_bytes),
-            flights: Mutex::new(HashMap::new()),
+            files: Flights::default(),
+            windows: Flights::default(),
             small_file_max: config.small_file_max,
+            window_size: config.window_size.max(crate::limits::page_size()),
+            euid: rustix::process::geteuid().as_raw(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             loads: AtomicU64::new(0),
+            resident: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let started =
@@ -141,14 +168,92 @@ impl FileCache {
     /// a hit builds no future state at all.
     pub fn lookup(&self, key: &[u8]) -> Option<Arc<Entry>> {
         let shared = &self.shared;
-        let entry = shared.table.get(key)?;
+        let Some(Cached::File(entry)) = shared.table.get(key) else { return None };
         if shared.is_fresh(key, &entry) {
             shared.hits.fetch_add(1, Ordering::Relaxed);
             Some(entry)
         } else {
-            shared.table.remove_if(key, |v| Arc::ptr_eq(v, &entry));
+            shared.forget(key, &entry);
             None
         }
+    }
+
+    /// Loads `key` (sharing the load with concurrent callers) and caches it.
+    pub async fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
+        self.shared.misses.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .files
+            .run(key, || async {
+                let shared = self.shared.clone();
+                let owned: Box<[u8]> = key.into();
+                shared.loads.fetch_add(1, Ordering::Relaxed);
+                let task =
+                    tokio::task::spawn_blocking(move || budget::with_inline_unmap(|| shared.load(&owned)));
+                task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
+            })
+            .await
+    }
+
+    /// Window `index` of a windowed entry, if it is cached (no I/O).
+    pub fn cached_window(&self, entry: &Entry, index: u64) -> Option<Arc<Window>> {
+        match self.shared.table.get(&window::key(entry.id, index)) {
+            Some(Cached::Window(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// Window `index` of a windowed entry, mapped on the blocking pool when
+    /// not cached (single-flight). `Ok(None)`: stream that span with `pread`.
+    pub async fn window(&self, entry: Arc<Entry>, index: u64) -> Result<Option<Arc<Window>>, FsError> {
+        if let Some(w) = self.cached_window(&entry, index) {
+            return Ok(Some(w));
+        }
+        let Content::Windowed(fd) = &entry.content else { return Err(FsError::NotFound) };
+        let fd = fd.clone();
+        self.shared
+            .windows
+            .run(&window::key(entry.id, index), || async {
+                let shared = self.shared.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    budget::with_inline_unmap(|| shared.map_window(&entry, &fd, index))
+                });
+                task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
+            })
+            .await
+    }
+
+    /// Window size in bytes.
+    pub fn window_size(&self) -> u64 {
+        self.shared.window_size
+    }
+
+    /// The file's current size if it may have changed since `entry` was
+    /// loaded (`None`: unchanged as far as can be told). Bodies call this
+    /// before each further chunk of a mapped file, so that a file truncated
+    /// in place is cut short at its new end instead of sending the zeros
+    /// that fill the rest of its last page.
+    pub fn changed_size(&self, entry: &Entry) -> Option<u64> {
+        let shared = &self.shared;
+        if let (Some(token), Some(watcher)) = (&entry.token, &shared.watcher) {
+            watcher.sync();
+            if token.is_valid() {
+                return None;
+            }
+        }
+        let now = match &entry.content {
+            Content::Windowed(fd) | Content::Stream(fd) => rustix::fs::statx(
+                fd.as_fd(),
+                "",
+                rustix::fs::AtFlags::EMPTY_PATH,
+                rustix::fs::StatxFlags::SIZE,
+            )
+            .ok()
+            .map(|st| st.stx_size),
+            _ => {
+                shared.root.stat(&entry.key).ok().filter(|id| id.ino == entry.identity.ino).map(|id| id.size)
+            }
+        };
+        now.filter(|&size| size != entry.len())
     }
 
     /// Whether change detection uses inotify (false: statx per request).
@@ -156,50 +261,49 @@ impl FileCache {
         self.shared.watcher.is_some()
     }
 
-    /// Loads `key` (sharing the load with concurrent callers) and caches it.
-    pub async fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
-        self.shared.misses.fetch_add(1, Ordering::Relaxed);
-        let flight: Flight = {
-            let mut flights = self.shared.flights.lock().unwrap_or_else(|e| e.into_inner());
-            flights.entry(key.into()).or_default().clone()
-        };
-        let result = flight
-            .get_or_init(|| async {
-                let shared = self.shared.clone();
-                let owned: Box<[u8]> = key.into();
-                shared.loads.fetch_add(1, Ordering::Relaxed);
-                let task =
-                    tokio::task::spawn_blocking(move || budget::with_inline_unmap(|| shared.load(&owned)));
-                match task.await {
-                    Ok(result) => result,
-                    Err(_) => Err(FsError::Io(rustix::io::Errno::IO)),
-                }
-            })
-            .await
-            .clone();
-        let mut flights = self.shared.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            flights.remove(key);
-        }
-        result
-    }
-
     /// Counters.
     pub fn stats(&self) -> CacheStats {
+        let s = &self.shared;
         CacheStats {
-            entries: self.shared.table.len(),
-            bytes: self.shared.budget.used(),
-            maps: self.shared.budget.maps(),
-            hits: self.shared.hits.load(Ordering::Relaxed),
-            misses: self.shared.misses.load(Ordering::Relaxed),
-            loads: self.shared.loads.load(Ordering::Relaxed),
+            entries: s.table.len(),
+            bytes: s.budget.used(),
+            maps: s.budget.maps(),
+            resident: s.resident.load(Ordering::Relaxed),
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            loads: s.loads.load(Ordering::Relaxed),
         }
     }
 
-    /// Drops every entry whose file changed or vanished. Runs on the sweep
-    /// thread; public for tests.
+    /// Drops every entry whose file changed or vanished and refreshes the
+    /// resident-bytes count. Runs on the sweep thread; public for tests.
     pub fn sweep(&self) {
         sweep_once(&self.shared);
+    }
+}
+
+impl Shared {
+    /// Whether `entry` still is the current state of `key`.
+    fn is_fresh(&self, key: &[u8], entry: &Entry) -> bool {
+        if let Content::Mapped(w) = &entry.content {
+            if w.probe.is_poisoned() {
+                return false;
+            }
+        }
+        match (&entry.token, &self.watcher) {
+            (Some(token), Some(watcher)) => {
+                watcher.sync();
+                token.is_valid()
+            }
+            _ => matches!(self.root.stat(key), Ok(now) if now == entry.identity),
+        }
+    }
+
+    /// Removes a stale entry and its windows.
+    /// On a runtime worker, the mappings are unmapped by the reaper thread.
+    fn forget(&self, key: &[u8], entry: &Arc<Entry>) {
+        drop(self.table.remove_if(key, |v| matches!(v, Cached::File(e) if Arc::ptr_eq(e, entry))));
+        self.drop_windows(entry);
     }
 }
 
@@ -211,28 +315,24 @@ fn sweep_loop(shared: Weak<Shared>) {
     }
 }
 
-impl Shared {
-    /// Whether `entry` still is the current state of `key`.
-    fn is_fresh(&self, key: &[u8], entry: &Entry) -> bool {
-        match (&entry.token, &self.watcher) {
-            (Some(token), Some(watcher)) => {
-                watcher.sync();
-                token.is_valid()
-            }
-            _ => matches!(self.root.stat(key), Ok(now) if now == entry.identity),
-        }
-    }
-}
-
 fn sweep_once(shared: &Shared) {
     budget::with_inline_unmap(|| {
-        for (key, entry) in shared.table.snapshot() {
-            if !shared.is_fresh(&key, &entry) {
-                let removed = shared.table.remove_if(&key, |v| Arc::ptr_eq(v, &entry));
-                drop(entry);
-                drop(removed);
+        let mut resident = 0u64;
+        for (key, value) in shared.table.snapshot() {
+            match value {
+                Cached::File(entry) => {
+                    if shared.is_fresh(&key, &entry) {
+                        if let Content::Mapped(w) = &entry.content {
+                            resident += crate::mmap::resident_bytes(&w.bytes);
+                        }
+                    } else {
+                        shared.forget(&key, &entry);
+                    }
+                }
+                Cached::Window(w) => resident += crate::mmap::resident_bytes(&w.bytes),
             }
         }
+        shared.resident.store(resident, Ordering::Relaxed);
         if let Some(watcher) = &shared.watcher {
             watcher.prune();
         }

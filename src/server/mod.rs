@@ -51,6 +51,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             max_bytes: config.cache_max_bytes,
             max_entries: config.cache_max_entries,
             small_file_max: config.small_file_max,
+            window_size: config.window_size,
             inotify: config.inotify,
         },
     );

@@ -1,6 +1,7 @@
-//! The response body: a queue of parts, each either a ready `Bytes` (a
-//! zero-copy slice of a cached mapping or copy, or a small heap header) or a
-//! span of a file streamed with `pread` on the blocking pool.
+//! The response body: a queue of parts, each a ready `Bytes` (a slice of a
+//! heap copy, or a small heap header), a span of a mapped file (zero-copy
+//! slices of its mapping or windows, checked chunk by chunk: see [`stream`]),
+//! or a span of a file streamed with `pread` on the blocking pool.
 //!
 //! Slices are yielded in chunks of at most [`MAX_CHUNK`] so that hyper writes
 //! them from the mapping with `writev`. A part that cannot be completed (the
@@ -24,21 +25,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
+
+pub mod stream;
 use tokio::task::JoinHandle;
 
 /// Largest slice handed to hyper at once.
 pub const MAX_CHUNK: usize = 1 << 20;
 /// Size of one `pread` when streaming.
-pub const PREAD_CHUNK: usize = 256 << 10;
+pub const PREAD_CHUNK: usize = 64 << 10;
 
 /// One piece of a body.
 #[derive(Debug)]
 pub enum Part {
     /// Bytes ready to send (heap memory).
     Ready(Bytes),
-    /// A slice of a file mapping: large chunks are offered to the connection
+    /// A span of a mapped file: large chunks are offered to the connection
     /// for zero-copy sending.
-    Mapped(Bytes),
+    File(stream::FileStream),
     /// `len` bytes of a file from `offset`, read with `pread`.
     Pread {
         /// The open file.
@@ -53,7 +56,8 @@ pub enum Part {
 impl Part {
     fn len(&self) -> u64 {
         match self {
-            Part::Ready(b) | Part::Mapped(b) => b.len() as u64,
+            Part::Ready(b) => b.len() as u64,
+            Part::File(s) => s.remaining(),
             Part::Pread { len, .. } => *len,
         }
     }
@@ -205,7 +209,7 @@ impl FileBody {
 
 /// Reads exactly `want` bytes at `at`, or fails: a short read means the file
 /// shrank, and the response must be aborted rather than padded.
-fn read_at(fd: &OwnedFd, at: u64, want: usize) -> io::Result<Bytes> {
+pub(crate) fn read_at(fd: &OwnedFd, at: u64, want: usize) -> io::Result<Bytes> {
     let mut buf = vec![0u8; want];
     let mut done = 0;
     while done < want {
@@ -234,23 +238,29 @@ impl http_body::Body for FileBody {
         loop {
             let chunk = match this.parts.front_mut() {
                 None => return Poll::Ready(None),
-                Some(Part::Ready(bytes) | Part::Mapped(bytes)) if bytes.is_empty() => {
+                Some(Part::Ready(bytes)) if bytes.is_empty() => {
                     this.parts.pop_front();
                     continue;
                 }
-                Some(Part::Mapped(bytes)) => {
-                    let chunk = if bytes.len() > MAX_CHUNK {
-                        bytes.split_to(MAX_CHUNK)
-                    } else {
-                        std::mem::take(bytes)
-                    };
-                    if chunk.len() >= crate::track::MIN_SPLICE {
-                        if let Some(guard) = &this.guard {
-                            guard.tracker().offer_mapped(chunk.clone());
-                        }
+                Some(Part::File(stream)) => match ready!(stream.poll_chunk(cx, MAX_CHUNK)) {
+                    None => {
+                        this.parts.pop_front();
+                        continue;
                     }
-                    chunk
-                }
+                    Some(Ok(chunk)) => {
+                        if chunk.mapped && chunk.bytes.len() >= crate::track::MIN_SPLICE {
+                            if let Some(guard) = &this.guard {
+                                guard.tracker().offer_mapped(chunk.bytes.clone());
+                            }
+                        }
+                        chunk.bytes
+                    }
+                    Some(Err(e)) => {
+                        this.failed = true;
+                        this.parts.clear();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                },
                 Some(Part::Ready(bytes)) if bytes.len() > MAX_CHUNK => bytes.split_to(MAX_CHUNK),
                 Some(Part::Ready(_)) => match this.parts.pop_front() {
                     Some(Part::Ready(bytes)) => bytes,

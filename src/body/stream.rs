@@ -1,0 +1,225 @@
+//! Streaming a span of a mapped file: the part of a body that comes from a
+//! whole-file mapping or from windows of a large file.
+//!
+//! Before each chunk leaves the process it is checked, so that a fault in the
+//! mapping costs one aborted response and never the process or wrong bytes:
+//!
+//! 1. **window**: a large file's window is looked up, or mapped on the
+//!    blocking pool (single-flight); when the budget is spent on mappings
+//!    held by other responses, the span is read with `pread` instead;
+//! 2. **poison**: a mapping whose page was repaired by the SIGBUS guard
+//!    aborts the response;
+//! 3. **truncation**: after the first chunk, if the file may have changed,
+//!    its current size bounds what is sent (a file truncated in place is cut
+//!    at its new end, never padded with the zeros of its last page), and
+//!    nothing past it is sent;
+//! 4. **residency**: a chunk whose pages are not all in memory is faulted in
+//!    on the blocking pool first (`MADV_POPULATE_READ`), so a runtime worker
+//!    never waits for the disk inside `writev`.
+
+use crate::cache::{Content, Entry, FileCache, Window};
+use crate::fs::FsError;
+use crate::mmap;
+use bytes::Bytes;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::task::JoinHandle;
+
+type WindowFuture = Pin<Box<dyn Future<Output = Result<Option<Arc<Window>>, FsError>> + Send>>;
+
+enum Pending {
+    Window(WindowFuture),
+    Populate(JoinHandle<io::Result<()>>, Bytes),
+    Pread(JoinHandle<io::Result<Bytes>>),
+}
+
+/// A chunk for the body: mapped (zero-copy eligible) or a heap buffer.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Whether they are a slice of a file mapping.
+    pub mapped: bool,
+}
+
+/// Streams `[offset, end)` of a mapped or windowed entry.
+pub struct FileStream {
+    cache: FileCache,
+    entry: Arc<Entry>,
+    offset: u64,
+    end: u64,
+    window: Option<Arc<Window>>,
+    pending: Option<Pending>,
+    pread_until: u64,
+    chunks: u64,
+}
+
+impl std::fmt::Debug for FileStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStream").field("offset", &self.offset).field("end", &self.end).finish()
+    }
+}
+
+impl FileStream {
+    /// A stream of `len` bytes from `offset`.
+    pub fn new(cache: FileCache, entry: Arc<Entry>, offset: u64, len: u64) -> FileStream {
+        let window = match &entry.content {
+            Content::Mapped(w) => Some(w.clone()),
+            _ => None,
+        };
+        FileStream {
+            cache,
+            entry,
+            offset,
+            end: offset.saturating_add(len),
+            window,
+            pending: None,
+            pread_until: 0,
+            chunks: 0,
+        }
+    }
+
+    /// Bytes not yet yielded.
+    pub fn remaining(&self) -> u64 {
+        self.end.saturating_sub(self.offset)
+    }
+
+    /// The next chunk, at most `max` bytes.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<io::Result<Chunk>>> {
+        loop {
+            if let Some(pending) = self.pending.as_mut() {
+                match pending {
+                    Pending::Window(fut) => {
+                        let result = ready!(fut.as_mut().poll(cx));
+                        self.pending = None;
+                        match result {
+                            Ok(Some(w)) => self.window = Some(w),
+                            Ok(None) => self.pread_until = self.window_end(self.offset),
+                            Err(e) => return Poll::Ready(Some(Err(fs_error(e)))),
+                        }
+                    }
+                    Pending::Populate(handle, _) => {
+                        let done = ready!(Pin::new(handle).poll(cx));
+                        let Some(Pending::Populate(_, chunk)) = self.pending.take() else { continue };
+                        return Poll::Ready(Some(match done {
+                            Ok(Ok(())) => self.checked(chunk),
+                            Ok(Err(e)) => Err(e),
+                            Err(join) => Err(io::Error::other(join)),
+                        }));
+                    }
+                    Pending::Pread(handle) => {
+                        let read = ready!(Pin::new(handle).poll(cx));
+                        self.pending = None;
+                        let bytes = match read {
+                            Ok(Ok(bytes)) => bytes,
+                            Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
+                            Err(join) => return Poll::Ready(Some(Err(io::Error::other(join)))),
+                        };
+                        self.offset = self.offset.saturating_add(bytes.len() as u64);
+                        return Poll::Ready(Some(Ok(Chunk { bytes, mapped: false })));
+                    }
+                }
+                continue;
+            }
+            if self.offset >= self.end {
+                return Poll::Ready(None);
+            }
+            if self.offset < self.pread_until {
+                self.start_pread(max);
+                continue;
+            }
+            let window = match &self.window {
+                Some(w) if w.covers(self.offset) => w.clone(),
+                _ => {
+                    let index = self.offset / self.cache.window_size();
+                    match self.cache.cached_window(&self.entry, index) {
+                        Some(w) => {
+                            self.window = Some(w);
+                            continue;
+                        }
+                        None => {
+                            let (cache, entry) = (self.cache.clone(), self.entry.clone());
+                            let fut = async move { cache.window(entry, index).await };
+                            self.pending = Some(Pending::Window(Box::pin(fut)));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut n = (window.end().min(self.end) - self.offset).min(max as u64);
+            // 2. poison.
+            if window.probe.is_poisoned() {
+                return Poll::Ready(Some(Err(io::Error::other("file changed under its mapping (SIGBUS)"))));
+            }
+            // 3. truncation (the first chunk was checked by the lookup).
+            if self.chunks > 0 {
+                if let Some(size) = self.cache.changed_size(&self.entry) {
+                    n = n.min(size.saturating_sub(self.offset));
+                    if n == 0 {
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file truncated while being served",
+                        ))));
+                    }
+                }
+            }
+            let from = (self.offset - window.start) as usize;
+            let chunk = window.bytes.slice(from..from + n as usize);
+            self.offset += n;
+            self.chunks += 1;
+            // 4. residency.
+            if !mmap::is_resident(&chunk, window.residency) {
+                let target = chunk.clone();
+                let handle = tokio::task::spawn_blocking(move || mmap::populate(&target));
+                self.pending = Some(Pending::Populate(handle, chunk));
+                continue;
+            }
+            return Poll::Ready(Some(self.checked(chunk)));
+        }
+    }
+
+    /// A populated chunk still has to be unpoisoned (populating may itself
+    /// have hit a truncated page).
+    fn checked(&self, chunk: Bytes) -> io::Result<Chunk> {
+        match &self.window {
+            Some(w) if w.probe.is_poisoned() => {
+                Err(io::Error::other("file changed under its mapping (SIGBUS)"))
+            }
+            _ => Ok(Chunk { bytes: chunk, mapped: true }),
+        }
+    }
+
+    fn window_end(&self, offset: u64) -> u64 {
+        let w = self.cache.window_size();
+        (offset / w).saturating_add(1).saturating_mul(w)
+    }
+
+    fn start_pread(&mut self, max: usize) {
+        let Content::Windowed(fd) = &self.entry.content else {
+            self.pread_until = 0;
+            return;
+        };
+        let fd = fd.clone();
+        let at = self.offset;
+        let want = (self.pread_until.min(self.end) - at).min(max.min(super::PREAD_CHUNK) as u64) as usize;
+        self.pending =
+            Some(Pending::Pread(tokio::task::spawn_blocking(move || super::read_at(&fd, at, want))));
+    }
+}
+
+impl Drop for FileStream {
+    fn drop(&mut self) {
+        match self.pending.take() {
+            Some(Pending::Populate(handle, _)) => handle.abort(),
+            Some(Pending::Pread(handle)) => handle.abort(),
+            _ => {}
+        }
+    }
+}
+
+fn fs_error(e: FsError) -> io::Error {
+    io::Error::other(e)
+}

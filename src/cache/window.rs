@@ -1,0 +1,97 @@
+//! Windows: files larger than the window size are mapped in page-aligned
+//! spans of that size, on demand. Each window is a cache entry of its own,
+//! paid for from the same budget, and found by a key made of the owning
+//! entry's id and the window's index (a NUL first byte keeps these keys apart
+//! from paths, which never contain NUL).
+
+use super::budget::MapOwner;
+use super::entry::{Entry, Window};
+use super::{Cached, Shared};
+use crate::fs::FsError;
+use crate::mmap::{self, Region};
+use bytes::Bytes;
+use rustix::fd::OwnedFd;
+use std::sync::Arc;
+
+/// The cache key of window `index` of entry `id`.
+pub(super) fn key(id: u64, index: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    for (dst, src) in k.iter_mut().skip(1).zip(id.to_le_bytes().into_iter().chain(index.to_le_bytes())) {
+        *dst = src;
+    }
+    k
+}
+
+impl Shared {
+    /// Maps window `index` of `entry` from `fd` and caches it. Runs on the
+    /// blocking pool. `Ok(None)`: no budget left (everything mapped is in use)
+    /// or the mapping failed: the caller streams that span with `pread`.
+    pub(super) fn map_window(
+        &self,
+        entry: &Entry,
+        fd: &OwnedFd,
+        index: u64,
+    ) -> Result<Option<Arc<Window>>, FsError> {
+        let start = index.saturating_mul(self.window_size);
+        if start >= entry.len() {
+            return Err(FsError::NotFound);
+        }
+        let len = (entry.len() - start).min(self.window_size);
+        let Ok(len_usize) = usize::try_from(len) else { return Ok(None) };
+        let page = crate::limits::page_size();
+        let Some(reservation) = self.reserve(len.div_ceil(page) * page, true) else {
+            return Ok(None);
+        };
+        let region = match Region::map(fd, start, len_usize) {
+            Ok(region) => region,
+            Err(e) => {
+                tracing::warn!(error = %e, start, len, "mapping a window failed; streaming it with pread");
+                return Ok(None);
+            }
+        };
+        mmap::advise_sequential(region.as_slice());
+        let window = Arc::new(Window {
+            probe: region.probe(),
+            bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
+            start,
+            residency: self.residency_for(entry),
+        });
+        drop(self.table.insert(&key(entry.id, index), Cached::Window(window.clone())));
+        Ok(Some(window))
+    }
+
+    /// Whether `mincore` tells us the truth about this file's pages.
+    pub(super) fn residency_for(&self, entry: &Entry) -> mmap::Residency {
+        if self.euid == 0 || entry.identity.uid == self.euid {
+            mmap::Residency::Mincore
+        } else {
+            mmap::Residency::Pagemap
+        }
+    }
+
+    /// Drops the cached windows of `entry` (when it goes stale), so that a
+    /// replaced or deleted file's mappings do not wait for eviction.
+    pub(super) fn drop_windows(&self, entry: &Entry) {
+        if !matches!(entry.content, super::Content::Windowed(_)) {
+            return;
+        }
+        let windows = entry.len().div_ceil(self.window_size.max(1));
+        for index in 0..windows {
+            drop(self.table.remove_if(&key(entry.id, index), |_| true));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_keys_never_look_like_paths_and_are_distinct() {
+        let a = key(1, 2);
+        let b = key(2, 1);
+        assert_ne!(a, b);
+        assert_eq!(a[0], 0);
+        assert!(crate::path::parse("/\0x", true).is_err(), "paths cannot contain NUL");
+    }
+}
