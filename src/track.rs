@@ -10,6 +10,7 @@
 //!   `server::zerocopy`). Holding the `Bytes` here keeps the mapping, and so
 //!   the address range, alive until the bytes have been handed to the kernel.
 
+use crate::mmap::guard::Probe;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +27,11 @@ pub struct ConnTracker {
     started: AtomicU64,
     has_mapped: AtomicBool,
     mapped: Mutex<VecDeque<Bytes>>,
+    probes: Mutex<VecDeque<Probe>>,
 }
+
+/// Most poison probes remembered per connection.
+const PROBES: usize = 8;
 
 impl ConnTracker {
     /// A tracker for a new connection.
@@ -86,11 +91,33 @@ impl ConnTracker {
         }
     }
 
+    /// Remembers the mapping a chunk came from, so that the connection can
+    /// tell whether bytes it is about to write were read from a mapping the
+    /// SIGBUS guard has since poisoned (see `server::conn`).
+    pub fn note_probe(&self, probe: Probe) {
+        let mut q = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        if q.back() != Some(&probe) && !q.contains(&probe) {
+            if q.len() == PROBES {
+                q.pop_front();
+            }
+            q.push_back(probe);
+        }
+    }
+
+    /// Whether any remembered mapping is poisoned.
+    pub fn any_poisoned(&self) -> bool {
+        let q = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().any(Probe::is_poisoned)
+    }
+
     /// Marks a request as started; the guard marks its response finished when
     /// dropped (with the response body, or with the handler if it is cancelled).
     pub fn begin(self: &Arc<Self>) -> RequestGuard {
         self.started.fetch_add(1, Ordering::AcqRel);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            // Nothing in flight: every byte of earlier responses is written.
+            self.probes.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
         RequestGuard { tracker: self.clone() }
     }
 }

@@ -248,8 +248,11 @@ impl http_body::Body for FileBody {
                         continue;
                     }
                     Some(Ok(chunk)) => {
-                        if chunk.mapped && chunk.bytes.len() >= crate::track::MIN_SPLICE {
-                            if let Some(guard) = &this.guard {
+                        if let Some(guard) = &this.guard {
+                            if let Some(probe) = chunk.probe {
+                                guard.tracker().note_probe(probe);
+                            }
+                            if chunk.mapped && chunk.bytes.len() >= crate::track::MIN_SPLICE {
                                 guard.tracker().offer_mapped(chunk.bytes.clone());
                             }
                         }

@@ -43,6 +43,8 @@ pub struct Chunk {
     pub bytes: Bytes,
     /// Whether they are a slice of a file mapping.
     pub mapped: bool,
+    /// The mapping's poison probe.
+    pub probe: Option<crate::mmap::guard::Probe>,
 }
 
 /// Streams `[offset, end)` of a mapped or windowed entry.
@@ -119,7 +121,7 @@ impl FileStream {
                             Err(join) => return Poll::Ready(Some(Err(io::Error::other(join)))),
                         };
                         self.offset = self.offset.saturating_add(bytes.len() as u64);
-                        return Poll::Ready(Some(Ok(Chunk { bytes, mapped: false })));
+                        return Poll::Ready(Some(Ok(Chunk { bytes, mapped: false, probe: None })));
                     }
                 }
                 continue;
@@ -188,7 +190,7 @@ impl FileStream {
             Some(w) if w.probe.is_poisoned() => {
                 Err(io::Error::other("file changed under its mapping (SIGBUS)"))
             }
-            _ => Ok(Chunk { bytes: chunk, mapped: true }),
+            w => Ok(Chunk { bytes: chunk, mapped: true, probe: w.as_ref().map(|w| w.probe) }),
         }
     }
 

@@ -83,6 +83,8 @@ struct Shared {
     misses: AtomicU64,
     loads: AtomicU64,
     resident: AtomicU64,
+    windows_mapped: AtomicU64,
+    pread_spans: AtomicU64,
 }
 
 /// A snapshot of the cache's counters, for logs, tests and a later metrics
@@ -103,6 +105,10 @@ pub struct CacheStats {
     pub misses: u64,
     /// Loads run (several concurrent misses share one).
     pub loads: u64,
+    /// Windows mapped since start.
+    pub windows_mapped: u64,
+    /// Window spans streamed with `pread` because the budget was all in use.
+    pub pread_spans: u64,
 }
 
 /// The cache. Cheap to clone.
@@ -145,6 +151,8 @@ impl FileCache {
             misses: AtomicU64::new(0),
             loads: AtomicU64::new(0),
             resident: AtomicU64::new(0),
+            windows_mapped: AtomicU64::new(0),
+            pread_spans: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         let started =
@@ -272,6 +280,8 @@ impl FileCache {
             hits: s.hits.load(Ordering::Relaxed),
             misses: s.misses.load(Ordering::Relaxed),
             loads: s.loads.load(Ordering::Relaxed),
+            windows_mapped: s.windows_mapped.load(Ordering::Relaxed),
+            pread_spans: s.pread_spans.load(Ordering::Relaxed),
         }
     }
 

@@ -40,6 +40,12 @@ impl Shared {
         let Ok(len_usize) = usize::try_from(len) else { return Ok(None) };
         let page = crate::limits::page_size();
         let Some(reservation) = self.reserve(len.div_ceil(page) * page, true) else {
+            self.pread_spans.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                start,
+                len,
+                "no budget for a window (all mapped bytes in use); streaming it with pread"
+            );
             return Ok(None);
         };
         let region = match Region::map(fd, start, len_usize) {
@@ -50,6 +56,7 @@ impl Shared {
             }
         };
         mmap::advise_sequential(region.as_slice());
+        self.windows_mapped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let window = Arc::new(Window {
             probe: region.probe(),
             bytes: Bytes::from_owner(MapOwner::new(region, reservation)),

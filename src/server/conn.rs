@@ -58,6 +58,7 @@ pub struct ConnIo {
     write_blocked_since: Option<u64>,
     is_h2: Option<bool>,
     splicer: Option<Splicer>,
+    seen_epoch: u64,
 }
 
 /// Milliseconds on the coarse monotonic clock.
@@ -87,6 +88,7 @@ impl ConnIo {
             write_blocked_since: None,
             is_h2: None,
             splicer: None,
+            seen_epoch: crate::mmap::guard::epoch(),
         }
     }
 
@@ -242,6 +244,21 @@ impl ConnIo {
         }
     }
 
+    /// The SIGBUS guard repaired a fault somewhere since this connection last
+    /// wrote: if it was in a mapping this connection read from, bytes already
+    /// copied out of it in user space (h2 copies small frames) may be zeros,
+    /// so the connection is aborted before they reach the wire.
+    fn check_poison(&mut self) -> io::Result<()> {
+        let epoch = crate::mmap::guard::epoch();
+        if epoch != self.seen_epoch {
+            self.seen_epoch = epoch;
+            if self.tracker.any_poisoned() {
+                return Err(io::Error::other("a mapping this connection read from was truncated (SIGBUS)"));
+            }
+        }
+        Ok(())
+    }
+
     fn write_result(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match r {
             Poll::Ready(Ok(n)) => {
@@ -290,6 +307,7 @@ impl AsyncRead for ConnIo {
 impl AsyncWrite for ConnIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        this.check_poison()?;
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
         this.write_result(cx, r)
     }
@@ -300,6 +318,7 @@ impl AsyncWrite for ConnIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        this.check_poison()?;
         if this.splicer.as_ref().is_some_and(Splicer::has_pending) || this.tracker.has_mapped() {
             let r = this.poll_write_spliced(cx, bufs);
             return this.write_result(cx, r);

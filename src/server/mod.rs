@@ -217,6 +217,10 @@ async fn log_stats(cache: FileCache) {
             entries = s.entries,
             bytes = %format_size(s.bytes),
             maps = s.maps,
+            resident = %format_size(s.resident),
+            windows_mapped = s.windows_mapped,
+            pread_spans = s.pread_spans,
+            guard_repairs = crate::mmap::guard::repairs(),
             hits = s.hits,
             misses = s.misses,
             "cache totals"

@@ -12,3 +12,4 @@ mod config;
 mod connections;
 mod http_semantics;
 mod paths;
+mod windows;
