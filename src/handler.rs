@@ -108,11 +108,24 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
     let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
-    let entry = match app.cache.lookup(key.as_bytes()) {
+    let mut entry = match app.cache.lookup(key.as_bytes()) {
         Some(entry) => entry,
         // Boxed so that the handler's future stays small on the hit path.
         None => Box::pin(app.cache.load(key.as_bytes())).await?,
     };
+    // A windowed file's response holds its descriptor from here on, so it
+    // can finish with this version even if the path is replaced meanwhile.
+    let mut fd = None;
+    if let Content::Windowed(_) = entry.content {
+        fd = match Box::pin(app.cache.hold(&entry)).await {
+            Ok(fd) => fd,
+            Err(_) => {
+                // Replaced between the lookup and the open: load the new one.
+                entry = Box::pin(app.cache.load(key.as_bytes())).await?;
+                Box::pin(app.cache.hold(&entry)).await?
+            }
+        };
+    }
     if let Content::Dir = entry.content {
         if rel.has_trailing_slash() {
             return Err(ServeError::NotFound);
@@ -148,7 +161,8 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
             }
         }
     };
-    Ok(response::file(&entry, plan, head, &app.policy, &app.cache))
+    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, fd };
+    Ok(response::file(&entry, plan, head, &ctx))
 }
 
 /// `Location` for a directory asked for without its trailing slash: the

@@ -5,6 +5,9 @@ use clap::Parser;
 use mapserve::config::{Cli, Config};
 use std::process::ExitCode;
 
+/// Threads for blocking file-system work.
+const MAX_BLOCKING_THREADS: usize = 64;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli) {
@@ -19,6 +22,9 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .thread_name("mapserve-worker")
+        // Disk work (loads, prefaults, pread fallback) gains nothing past a
+        // few dozen threads; more only costs stacks and malloc arenas.
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {

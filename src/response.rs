@@ -22,6 +22,17 @@ pub struct Policy {
     pub cache_control: Option<HeaderValue>,
 }
 
+/// What building a file response needs besides the entry.
+#[derive(Debug)]
+pub struct FileContext<'a> {
+    /// Response policy.
+    pub policy: &'a Policy,
+    /// The cache (mapped and windowed bodies fetch windows from it).
+    pub cache: &'a FileCache,
+    /// The descriptor a windowed entry's response holds.
+    pub fd: Option<Arc<rustix::fd::OwnedFd>>,
+}
+
 /// What to send for a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -45,14 +56,9 @@ const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Builds the response for `entry` according to `plan`.
-pub fn file(
-    entry: &Arc<Entry>,
-    plan: Plan,
-    head: bool,
-    policy: &Policy,
-    cache: &FileCache,
-) -> Response<FileBody> {
-    let span = |first: u64, len: u64| span(cache, entry, first, len);
+pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -> Response<FileBody> {
+    let policy = ctx.policy;
+    let span = |first: u64, len: u64| span(ctx, entry, first, len);
     let (status, headers, body) = match plan {
         Plan::NotModified => {
             return build(StatusCode::NOT_MODIFIED, validators(entry, policy), FileBody::empty());
@@ -125,12 +131,16 @@ fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
 }
 
 /// `len` bytes of the entry from `first`, as a body part.
-fn span(cache: &FileCache, entry: &Arc<Entry>, first: u64, len: u64) -> Part {
+fn span(ctx: &FileContext<'_>, entry: &Arc<Entry>, first: u64, len: u64) -> Part {
     match &entry.content {
         Content::Heap(bytes) => Part::Ready(slice(bytes, first, len)),
-        Content::Mapped(_) | Content::Windowed(_) => {
-            Part::File(crate::body::stream::FileStream::new(cache.clone(), entry.clone(), first, len))
-        }
+        Content::Mapped(_) | Content::Windowed(_) => Part::File(crate::body::stream::FileStream::new(
+            ctx.cache.clone(),
+            entry.clone(),
+            ctx.fd.clone(),
+            first,
+            len,
+        )),
         Content::Stream(fd) => Part::Pread { fd: fd.clone(), offset: first, len },
         Content::Dir => Part::Ready(Bytes::new()),
     }

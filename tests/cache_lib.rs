@@ -26,6 +26,7 @@ fn concurrent_first_requests_load_once() {
             max_entries: 100,
             small_file_max: 16 << 20,
             inotify: true,
+            prefault: true,
             window_size: 64 << 20,
         },
     );
@@ -65,6 +66,7 @@ fn the_budget_is_never_exceeded_and_pinned_entries_fall_back_to_streaming() {
             max_entries: 100,
             small_file_max: 0,
             inotify: true,
+            prefault: true,
             window_size: 64 << 20,
         },
     );
@@ -85,4 +87,53 @@ fn the_budget_is_never_exceeded_and_pinned_entries_fall_back_to_streaming() {
         assert!(matches!(e.content, Content::Mapped(_)));
         assert!(cache.stats().bytes <= 3 << 20);
     });
+}
+
+/// Polls a body to its end; returns the bytes and whether it ended in an error.
+async fn drain(mut body: mapserve::body::FileBody) -> (Vec<u8>, bool) {
+    use http_body::Body;
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        match frame {
+            Ok(f) => out.extend_from_slice(f.data_ref().map(|b| &b[..]).unwrap_or_default()),
+            Err(_) => return (out, true),
+        }
+    }
+    (out, false)
+}
+
+#[test]
+fn a_file_truncated_between_mapping_and_reading_is_cut_at_its_new_end() {
+    use mapserve::response::{self, FileContext, Plan, Policy};
+    let dir = scratch("trunc-late");
+    let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for (cut, tag) in [((1u64 << 20) + 100, "behind"), (100, "first-chunk")] {
+        let path = dir.join(format!("f-{tag}"));
+        std::fs::write(&path, &data).unwrap();
+        let cache = FileCache::new(
+            Root::new(&dir, false).unwrap(),
+            &CacheConfig {
+                max_bytes: 64 << 20,
+                max_entries: 100,
+                small_file_max: 0,
+                inotify: true,
+                prefault: true,
+                window_size: 64 << 20,
+            },
+        );
+        rt.block_on(async {
+            let key = format!("f-{tag}");
+            let entry = cache.get(key.as_bytes()).await.unwrap();
+            assert!(matches!(entry.content, Content::Mapped(_)));
+            // Mapped and validated; now someone truncates it in place.
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+            let policy = Policy::default();
+            let ctx = FileContext { policy: &policy, cache: &cache, fd: None };
+            let (got, failed) = drain(response::file(&entry, Plan::Full, false, &ctx).into_body()).await;
+            assert!(failed, "{tag}: the response must end in an error");
+            assert!(got.len() as u64 <= cut, "{tag}: {} bytes sent past the new end {cut}", got.len());
+            assert_eq!(&got[..], &data[..got.len()], "{tag}: a prefix of the old bytes, never zeros");
+        });
+    }
 }

@@ -9,7 +9,7 @@
 //!    held by other responses, the span is read with `pread` instead;
 //! 2. **poison**: a mapping whose page was repaired by the SIGBUS guard
 //!    aborts the response;
-//! 3. **truncation**: after the first chunk, if the file may have changed,
+//! 3. **truncation**: before each chunk, if the file may have changed,
 //!    its current size bounds what is sent (a file truncated in place is cut
 //!    at its new end, never padded with the zeros of its last page), and
 //!    nothing past it is sent;
@@ -21,6 +21,7 @@ use crate::cache::{Content, Entry, FileCache, Window};
 use crate::fs::FsError;
 use crate::mmap;
 use bytes::Bytes;
+use rustix::fd::OwnedFd;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -51,12 +52,12 @@ pub struct Chunk {
 pub struct FileStream {
     cache: FileCache,
     entry: Arc<Entry>,
+    fd: Option<Arc<OwnedFd>>,
     offset: u64,
     end: u64,
     window: Option<Arc<Window>>,
     pending: Option<Pending>,
     pread_until: u64,
-    chunks: u64,
 }
 
 impl std::fmt::Debug for FileStream {
@@ -66,8 +67,15 @@ impl std::fmt::Debug for FileStream {
 }
 
 impl FileStream {
-    /// A stream of `len` bytes from `offset`.
-    pub fn new(cache: FileCache, entry: Arc<Entry>, offset: u64, len: u64) -> FileStream {
+    /// A stream of `len` bytes from `offset`. A windowed entry needs the
+    /// descriptor the response holds (see `FileCache::hold`).
+    pub fn new(
+        cache: FileCache,
+        entry: Arc<Entry>,
+        fd: Option<Arc<OwnedFd>>,
+        offset: u64,
+        len: u64,
+    ) -> FileStream {
         let window = match &entry.content {
             Content::Mapped(w) => Some(w.clone()),
             _ => None,
@@ -75,12 +83,12 @@ impl FileStream {
         FileStream {
             cache,
             entry,
+            fd,
             offset,
             end: offset.saturating_add(len),
             window,
             pending: None,
             pread_until: 0,
-            chunks: 0,
         }
     }
 
@@ -144,7 +152,12 @@ impl FileStream {
                         }
                         None => {
                             let (cache, entry) = (self.cache.clone(), self.entry.clone());
-                            let fut = async move { cache.window(entry, index).await };
+                            let Some(fd) = self.fd.clone() else {
+                                return Poll::Ready(Some(Err(io::Error::other(
+                                    "windowed file without a descriptor",
+                                ))));
+                            };
+                            let fut = async move { cache.window(entry, fd, index).await };
                             self.pending = Some(Pending::Window(Box::pin(fut)));
                             continue;
                         }
@@ -156,24 +169,24 @@ impl FileStream {
             if window.probe.is_poisoned() {
                 return Poll::Ready(Some(Err(io::Error::other("file changed under its mapping (SIGBUS)"))));
             }
-            // 3. truncation (the first chunk was checked by the lookup).
-            if self.chunks > 0 {
-                if let Some(size) = self.cache.changed_size(&self.entry) {
-                    n = n.min(size.saturating_sub(self.offset));
-                    if n == 0 {
-                        return Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file truncated while being served",
-                        ))));
-                    }
+            // 3. truncation: also before the first chunk, since the file may
+            // have shrunk since the lookup (and `mincore` reports the lost
+            // pages of a truncated file as resident).
+            if let Some(size) = self.cache.changed_size(&self.entry, self.fd.as_deref()) {
+                n = n.min(size.saturating_sub(self.offset));
+                if n == 0 {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file truncated while being served",
+                    ))));
                 }
             }
             let from = (self.offset - window.start) as usize;
             let chunk = window.bytes.slice(from..from + n as usize);
             self.offset += n;
-            self.chunks += 1;
+
             // 4. residency.
-            if !mmap::is_resident(&chunk, window.residency) {
+            if self.cache.prefaults() && !mmap::is_resident(&chunk, window.residency) {
                 let target = chunk.clone();
                 let handle = tokio::task::spawn_blocking(move || mmap::populate(&target));
                 self.pending = Some(Pending::Populate(handle, chunk));
@@ -200,11 +213,10 @@ impl FileStream {
     }
 
     fn start_pread(&mut self, max: usize) {
-        let Content::Windowed(fd) = &self.entry.content else {
+        let Some(fd) = self.fd.clone() else {
             self.pread_until = 0;
             return;
         };
-        let fd = fd.clone();
         let at = self.offset;
         let want = (self.pread_until.min(self.end) - at).min(max.min(super::PREAD_CHUNK) as u64) as usize;
         self.pending =

@@ -24,12 +24,32 @@ pub enum Content {
     /// The whole file as one mapping (a window starting at 0).
     Mapped(Arc<Window>),
     /// A file larger than the window size: mapped window by window, on
-    /// demand. The descriptor stays open so that every window of this version
-    /// of the file can be mapped, even after the path is replaced.
-    Windowed(Arc<OwnedFd>),
+    /// demand. Every response holds the file's descriptor for as long as it
+    /// runs, so that each window of *this* version can be mapped even after
+    /// the path is replaced; the entry itself only remembers it weakly, so
+    /// idle cached entries hold no descriptors.
+    Windowed(Windowed),
     /// The file could not be mapped within the budget (or mmap failed): it is
     /// streamed with `pread` from this descriptor, and never cached.
     Stream(Arc<OwnedFd>),
+}
+
+/// The descriptor of a windowed file, shared by the responses using it.
+#[derive(Debug, Default)]
+pub struct Windowed {
+    fd: std::sync::Mutex<std::sync::Weak<OwnedFd>>,
+}
+
+impl Windowed {
+    /// The descriptor, if a response still holds it open.
+    pub fn live(&self) -> Option<Arc<OwnedFd>> {
+        self.fd.lock().unwrap_or_else(|e| e.into_inner()).upgrade()
+    }
+
+    /// Remembers a (re)opened descriptor.
+    pub fn remember(&self, fd: &Arc<OwnedFd>) {
+        *self.fd.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(fd);
+    }
 }
 
 /// One mapping of `[start, start + bytes.len())` of a file, `start` a

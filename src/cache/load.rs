@@ -91,7 +91,7 @@ impl Shared {
             return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
         }
         if size > self.window_size {
-            return Ok(Entry::new(name, identity, Content::Windowed(Arc::new(fd))));
+            return Ok(Entry::new(name, identity, Content::Windowed(Default::default())));
         }
         let Ok(len) = usize::try_from(size) else {
             return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
@@ -122,6 +122,23 @@ impl Shared {
                 Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))))
             }
         }
+    }
+
+    /// The descriptor of a windowed entry: the one a running response holds,
+    /// or the path opened again, if it still is the same version of the file.
+    /// Blocking (an open).
+    pub(super) fn windowed_fd(&self, entry: &Entry) -> Result<Arc<OwnedFd>, FsError> {
+        let Content::Windowed(windowed) = &entry.content else { return Err(FsError::NotFound) };
+        if let Some(fd) = windowed.live() {
+            return Ok(fd);
+        }
+        let opened = self.root.open(&entry.key)?;
+        if opened.identity != entry.identity {
+            return Err(FsError::NotFound);
+        }
+        let fd = Arc::new(opened.fd);
+        windowed.remember(&fd);
+        Ok(fd)
     }
 
     /// Reserves budget, evicting unpinned entries until it fits. `None` when

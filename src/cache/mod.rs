@@ -67,6 +67,8 @@ pub struct CacheConfig {
     /// Detect changes with inotify (strict, one `FIONREAD` per hit) rather
     /// than one `statx` per hit.
     pub inotify: bool,
+    /// Fault cold pages in on the blocking pool before sending them.
+    pub prefault: bool,
 }
 
 struct Shared {
@@ -78,6 +80,7 @@ struct Shared {
     windows: Flights<Result<Option<Arc<Window>>, FsError>>,
     small_file_max: u64,
     window_size: u64,
+    prefault: bool,
     euid: u32,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -146,6 +149,7 @@ impl FileCache {
             windows: Flights::default(),
             small_file_max: config.small_file_max,
             window_size: config.window_size.max(crate::limits::page_size()),
+            prefault: config.prefault,
             euid: rustix::process::geteuid().as_raw(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -210,14 +214,32 @@ impl FileCache {
         }
     }
 
-    /// Window `index` of a windowed entry, mapped on the blocking pool when
-    /// not cached (single-flight). `Ok(None)`: stream that span with `pread`.
-    pub async fn window(&self, entry: Arc<Entry>, index: u64) -> Result<Option<Arc<Window>>, FsError> {
+    /// The descriptor a response over a windowed entry must hold while it
+    /// runs (`None` for other entries). Opens the path again on the blocking
+    /// pool when no running response holds it; `Err(NotFound)` when the path
+    /// no longer is this version of the file (the caller reloads).
+    pub async fn hold(&self, entry: &Arc<Entry>) -> Result<Option<Arc<rustix::fd::OwnedFd>>, FsError> {
+        let Content::Windowed(windowed) = &entry.content else { return Ok(None) };
+        if let Some(fd) = windowed.live() {
+            return Ok(Some(fd));
+        }
+        let (shared, entry) = (self.shared.clone(), entry.clone());
+        let task = tokio::task::spawn_blocking(move || shared.windowed_fd(&entry));
+        task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO))).map(Some)
+    }
+
+    /// Window `index` of a windowed entry, mapped on the blocking pool from
+    /// `fd` when not cached (single-flight). `Ok(None)`: stream that span with
+    /// `pread`.
+    pub async fn window(
+        &self,
+        entry: Arc<Entry>,
+        fd: Arc<rustix::fd::OwnedFd>,
+        index: u64,
+    ) -> Result<Option<Arc<Window>>, FsError> {
         if let Some(w) = self.cached_window(&entry, index) {
             return Ok(Some(w));
         }
-        let Content::Windowed(fd) = &entry.content else { return Err(FsError::NotFound) };
-        let fd = fd.clone();
         self.shared
             .windows
             .run(&window::key(entry.id, index), || async {
@@ -230,6 +252,11 @@ impl FileCache {
             .await
     }
 
+    /// Whether bodies fault cold pages in before sending them.
+    pub fn prefaults(&self) -> bool {
+        self.shared.prefault
+    }
+
     /// Window size in bytes.
     pub fn window_size(&self) -> u64 {
         self.shared.window_size
@@ -240,7 +267,7 @@ impl FileCache {
     /// before each further chunk of a mapped file, so that a file truncated
     /// in place is cut short at its new end instead of sending the zeros
     /// that fill the rest of its last page.
-    pub fn changed_size(&self, entry: &Entry) -> Option<u64> {
+    pub fn changed_size(&self, entry: &Entry, fd: Option<&rustix::fd::OwnedFd>) -> Option<u64> {
         let shared = &self.shared;
         if let (Some(token), Some(watcher)) = (&entry.token, &shared.watcher) {
             watcher.sync();
@@ -248,8 +275,8 @@ impl FileCache {
                 return None;
             }
         }
-        let now = match &entry.content {
-            Content::Windowed(fd) | Content::Stream(fd) => rustix::fs::statx(
+        let now = match fd {
+            Some(fd) => rustix::fs::statx(
                 fd.as_fd(),
                 "",
                 rustix::fs::AtFlags::EMPTY_PATH,
@@ -257,7 +284,7 @@ impl FileCache {
             )
             .ok()
             .map(|st| st.stx_size),
-            _ => {
+            None => {
                 shared.root.stat(&entry.key).ok().filter(|id| id.ino == entry.identity.ino).map(|id| id.size)
             }
         };

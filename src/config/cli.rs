@@ -50,6 +50,11 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_REVALIDATE", value_name = "MODE", value_parser = ["inotify", "stat"])]
     pub revalidate: Option<String>,
 
+    /// Fault cold pages in on the blocking pool before sending them, so runtime workers never wait for the disk [default: true]
+    #[arg(long, env = "MAPSERVE_PREFAULT", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub prefault: Option<bool>,
+
     /// Serve dotfiles and dot-directories [default: false]
     #[arg(long, env = "MAPSERVE_HIDDEN", value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]

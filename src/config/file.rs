@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub window_size: Option<Size>,
     /// See `--revalidate`: `"inotify"` or `"stat"`.
     pub revalidate: Option<String>,
+    /// See `--prefault`.
+    pub prefault: Option<bool>,
     /// See `--hidden`.
     pub hidden: Option<bool>,
     /// See `--follow-symlinks-outside-root`.

@@ -58,6 +58,8 @@ pub struct Config {
     pub window_size: u64,
     /// Detect changes with inotify (false: statx per cache hit).
     pub inotify: bool,
+    /// Fault cold pages in on the blocking pool before sending.
+    pub prefault: bool,
     /// Serve dotfiles.
     pub hidden: bool,
     /// Follow symlinks out of ROOT.
@@ -130,6 +132,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_WINDOW_SIZE",
     "MAPSERVE_HIDDEN",
     "MAPSERVE_REVALIDATE",
+    "MAPSERVE_PREFAULT",
     "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT",
     "MAPSERVE_HEADER_TIMEOUT",
     "MAPSERVE_IDLE_TIMEOUT",
@@ -326,6 +329,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         cache_max_entries,
         small_file_max,
         window_size,
+        prefault: cli.prefault.or(file.prefault).unwrap_or(true),
         inotify,
         hidden: cli.hidden.or(file.hidden).unwrap_or(false),
         follow_symlinks_outside_root: cli

@@ -33,6 +33,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+/// hyper's per-connection HTTP/1 buffer limit.
+const H1_MAX_BUF: usize = 64 << 10;
+/// hyper's per-stream HTTP/2 send buffer limit.
+const H2_MAX_SEND_BUF: usize = 128 << 10;
 /// Most concurrent HTTP/2 streams per connection.
 const H2_MAX_STREAMS: u32 = 128;
 /// How often cache totals are logged.
@@ -53,6 +57,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             small_file_max: config.small_file_max,
             window_size: config.window_size,
             inotify: config.inotify,
+            prefault: config.prefault,
         },
     );
     let app = Arc::new(App {
@@ -93,8 +98,22 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true).writev(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(H2_MAX_STREAMS);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .writev(true)
+        // hyper keeps polling a body until this much is queued per
+        // connection (400 KiB by default): mapped chunks cost nothing queued,
+        // but pread chunks are heap, so a stalled client would pin 400 KiB.
+        // It also caps a request head at 64 KiB (nginx: 8 KiB to 32 KiB).
+        .max_buf_size(H1_MAX_BUF);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_MAX_SEND_BUF);
     let builder = Arc::new(builder);
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = watch::channel(false);

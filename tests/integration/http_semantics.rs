@@ -411,3 +411,19 @@ fn any_range_request_returns_exactly_the_file_slices() {
         })
         .unwrap();
 }
+
+#[test]
+fn oversized_request_heads_get_431() {
+    let (s, _) = site();
+    let srv = Server::start(&s.path);
+    let big = format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    assert_eq!(Resp::parse(&srv.raw(big.as_bytes()), false).status, 431);
+    let fine = format!(
+        "GET /hello.txt HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(30_000)
+    );
+    assert_eq!(Resp::parse(&srv.raw(fine.as_bytes()), false).status, 200);
+}

@@ -8,8 +8,10 @@ mod common;
 
 mod cache;
 mod clients;
+mod cold;
 mod config;
 mod connections;
+mod faults;
 mod http_semantics;
 mod paths;
 mod windows;

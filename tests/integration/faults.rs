@@ -1,0 +1,394 @@
+//! Faults that must be survived: files truncated, replaced, deleted or made
+//! unreadable while being served; descriptors and address space running out;
+//! many slow, aborting or stalled clients.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+/// A curl download in the background, rate-limited, to a file.
+struct Download {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Download {
+    fn start(url: &str, out: std::path::PathBuf, rate: &str, extra: &[&str]) -> Download {
+        let child = Command::new("curl")
+            .args(["-sS", "--limit-rate", rate, "-o", out.to_str().unwrap()])
+            .args(extra)
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("curl is needed by this test");
+        Download { child, out }
+    }
+
+    /// Waits; returns (curl exit code, bytes received).
+    fn finish(mut self) -> (i32, Vec<u8>) {
+        let status = self.child.wait().unwrap();
+        (status.code().unwrap_or(-1), std::fs::read(&self.out).unwrap_or_default())
+    }
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn mappings_of(pid: u32, dir: &std::path::Path) -> usize {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().lines().filter(|l| l.contains(dir)).count()
+}
+
+/// Truncates `path` in place to `size` (as `cp` or `>` would start to).
+fn truncate(path: &std::path::Path, size: u64) {
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size).unwrap();
+}
+
+fn truncation_during_download(http2: bool) {
+    let s = Scratch::new(if http2 { "trunc-h2" } else { "trunc-h1" });
+    let victim = pattern(96 * MIB, 31);
+    let bystander = pattern(16 * MIB, 32);
+    let victim_path = s.write("victim.bin", &victim);
+    s.write("bystander.bin", &bystander);
+    // A 128 MiB window maps the victim whole, as files usually are.
+    let mut srv = Launch::new(&s.path).args(&["--window-size", "128MiB"]).start();
+    let first = srv.req("HEAD", "/victim.bin", &[]);
+    let old_etag = first.header("etag").unwrap().to_owned();
+    let proto: &[&str] = if http2 { &["--http2-prior-knowledge"] } else { &[] };
+    let out = Scratch::new("trunc-out");
+    let bystanders: Vec<Download> = (0..6)
+        .map(|i| Download::start(&srv.url("/bystander.bin"), out.join(&format!("b{i}")), "20M", proto))
+        .collect();
+    // Two victims: one past the truncation point when it happens, one (with
+    // whatever the socket buffers hold) still before it.
+    let far = Download::start(&srv.url("/victim.bin"), out.join("far"), "60M", proto);
+    let near = Download::start(&srv.url("/victim.bin"), out.join("near"), "2M", proto);
+    std::thread::sleep(Duration::from_millis(900));
+    // An unaligned size, inside a page.
+    let cut = 40 * MIB as u64 + 1234;
+    truncate(&victim_path, cut);
+    for (name, d) in [("far", far), ("near", near)] {
+        let (code, got) = d.finish();
+        assert_ne!(code, 0, "{name}: the transfer must fail, not complete");
+        assert!(got.len() < victim.len(), "{name}: never the full length");
+        assert_eq!(&got[..], &victim[..got.len()], "{name}: a strict prefix of the old bytes, never zeros");
+        if name == "near" {
+            assert!(got.len() as u64 <= cut, "{name}: nothing past the new end ({} > {cut})", got.len());
+        }
+    }
+    for d in bystanders {
+        let (code, got) = d.finish();
+        assert_eq!(code, 0);
+        assert_eq!(sha256_of(&got), sha256_of(&bystander), "a bystander's download was damaged");
+    }
+    assert!(srv.alive(), "the server survived");
+    let next = srv.get("/victim.bin");
+    assert_eq!((next.status, next.body.len() as u64), (200, cut));
+    assert_eq!(&next.body[..], &victim[..cut as usize]);
+    assert_ne!(next.header("etag").unwrap(), old_etag);
+}
+
+fn sha256_of(data: &[u8]) -> String {
+    let tmp = Scratch::new("sha");
+    let p = tmp.write("d", data);
+    sha256_file(&p)
+}
+
+#[test]
+fn truncation_during_http1_downloads() {
+    truncation_during_download(false);
+}
+
+#[test]
+fn truncation_during_http2_downloads() {
+    truncation_during_download(true);
+}
+
+#[test]
+fn replace_by_rename_during_a_download_keeps_old_bytes_to_the_end() {
+    let s = Scratch::new("rename-dl");
+    let old = pattern(24 * MIB, 41);
+    let new = pattern(10 * MIB, 42);
+    s.write("f.bin", &old);
+    let srv = Server::start(&s.path);
+    let out = Scratch::new("rename-out");
+    let d = Download::start(&srv.url("/f.bin"), out.join("f"), "20M", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    s.write("f.tmp", &new);
+    std::fs::rename(s.join("f.tmp"), s.join("f.bin")).unwrap();
+    assert_eq!(srv.get("/f.bin").body, new, "new requests get the new file at once");
+    let (code, got) = d.finish();
+    assert_eq!(code, 0);
+    assert!(got == old, "the download in flight finished with the old bytes");
+}
+
+#[test]
+fn delete_during_a_download_completes_then_404_and_unpins() {
+    let s = Scratch::new("delete-dl");
+    let data = pattern(24 * MIB, 43);
+    let path = s.write("gone.bin", &data);
+    let srv = Server::start(&s.path);
+    let out = Scratch::new("delete-out");
+    let d = Download::start(&srv.url("/gone.bin"), out.join("g"), "20M", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(&path).unwrap();
+    let (code, got) = d.finish();
+    assert_eq!(code, 0);
+    assert!(got == data);
+    assert_eq!(srv.get("/gone.bin").status, 404);
+    let maps = format!("/proc/{}/maps", srv.pid());
+    let deleted =
+        || std::fs::read_to_string(&maps).unwrap().lines().filter(|l| l.contains("(deleted)")).count();
+    assert!(eventually(Duration::from_secs(6), || deleted() == 0), "a deleted file stays mapped once idle");
+}
+
+#[test]
+fn chmod_000_during_a_download_completes_then_403() {
+    let s = Scratch::new("chmod-dl");
+    let data = pattern(24 * MIB, 44);
+    let path = s.write("locked.bin", &data);
+    let srv = Launch::new(&s.path).unprivileged().start();
+    let out = Scratch::new("chmod-out");
+    let d = Download::start(&srv.url("/locked.bin"), out.join("l"), "20M", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    set_mode(&path, 0o000);
+    let (code, got) = d.finish();
+    assert_eq!(code, 0);
+    assert!(got == data);
+    assert_eq!(srv.get("/locked.bin").status, 403);
+}
+
+#[test]
+fn descriptor_exhaustion_gives_503s_and_recovers_within_a_second() {
+    let s = Scratch::new("nofile");
+    for i in 0..200 {
+        s.write(&format!("f{i}.bin"), &pattern(70_000, i));
+    }
+    let mut srv = Launch::new(&s.path)
+        .prefix(&["prlimit", "--nofile=64:64", "--"])
+        .args(&["--max-connections", "400", "--cache-max-entries", "20"])
+        .start();
+    let port = srv.port;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let _ = write!(c, "GET /f{i}.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                if out.is_empty() {
+                    return (0, String::new());
+                }
+                let r = Resp::parse(&out, false);
+                (r.status, r.header("retry-after").unwrap_or_default().to_owned())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(srv.alive(), "no crash");
+    for (status, retry_after) in &results {
+        assert!(matches!(status, 0 | 200 | 503), "unexpected status {status}");
+        if *status == 503 {
+            assert_eq!(retry_after, "1", "503 carries Retry-After");
+        }
+    }
+    let unavailable = results.iter().filter(|(s, _)| *s == 503).count();
+    assert!(unavailable > 0, "descriptors really ran out (no 503 among {} answers)", results.len());
+    let start = Instant::now();
+    assert!(eventually(Duration::from_secs(1), || srv.get("/f7.bin").status == 200), "no recovery");
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn an_mmap_failure_falls_back_to_reading() {
+    let s = Scratch::new("as-limit");
+    let path = s.join("big.bin");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(512 * MIB as u64).unwrap();
+    drop(f);
+    set_mode(&path, 0o644);
+    s.write("small.bin", &pattern(300_000, 5));
+    // Room for the process but not for a 512 MiB mapping.
+    let srv = Launch::new(&s.path)
+        .prefix(&["prlimit", "--as=640000000", "--"])
+        .args(&["--window-size", "1GiB", "--cache-max-bytes", "2GiB", "--workers", "1"])
+        .start();
+    let r = srv.req("GET", "/big.bin", &[("Range", "bytes=300000000-300000099")]);
+    assert_eq!((r.status, r.body.len()), (206, 100));
+    assert!(r.body.iter().all(|&b| b == 0));
+    assert!(
+        eventually(Duration::from_secs(3), || srv.log().contains("mmap failed; streaming with pread")),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(srv.get("/small.bin").body, pattern(300_000, 5));
+}
+
+#[test]
+fn client_aborts_return_descriptors_and_mappings_to_baseline() {
+    let s = Scratch::new("aborts");
+    for i in 0..10 {
+        s.write(&format!("f{i}.bin"), &pattern(8 * MIB, 50 + i));
+    }
+    let srv = Server::start(&s.path);
+    let pid = srv.pid();
+    assert_eq!(srv.get("/f0.bin").status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let base_fds = fd_count(pid);
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            Command::new("curl")
+                .args([
+                    "-sS",
+                    "-m",
+                    "1",
+                    "--limit-rate",
+                    "1M",
+                    "-o",
+                    "/dev/null",
+                    &srv.url(&format!("/f{}.bin", i % 10)),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fd_count(pid) > base_fds, "the clients were connected");
+    for mut c in clients {
+        let _ = c.wait();
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || fd_count(pid) <= base_fds),
+        "fds {} vs {base_fds}",
+        fd_count(pid)
+    );
+    // Mapped files: the cache may keep what it cached, but nothing pinned.
+    let mapped = mappings_of(pid, &s.path);
+    assert!(mapped <= 10, "{mapped} mappings of the served files");
+}
+
+#[test]
+fn a_stalled_reader_is_dropped_and_its_mapping_released() {
+    let s = Scratch::new("stall-release");
+    let path = s.write("big.bin", &pattern(40 * MIB, 60));
+    let srv = Launch::new(&s.path).args(&["--send-timeout", "1s"]).start();
+    let pid = srv.pid();
+    let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut one = [0u8; 1];
+    c.read_exact(&mut one).unwrap();
+    // Replace the file: the cached mapping is now held only by this response.
+    s.write("new.bin", b"new");
+    std::fs::rename(s.join("new.bin"), &path).unwrap();
+    assert_eq!(srv.get("/big.bin").body, b"new");
+    let deleted = || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("(deleted)"))
+            .count()
+    };
+    assert!(deleted() > 0, "the old version is still mapped while the stalled response holds it");
+    assert!(
+        eventually(Duration::from_secs(6), || deleted() == 0),
+        "the stalled client's mapping was not released"
+    );
+    drop(c);
+}
+
+#[test]
+fn a_thousand_slow_readers_on_distinct_files_keep_memory_bounded() {
+    let s = Scratch::new("thousand");
+    for i in 0..1000 {
+        let p = s.join(&format!("f{i}.bin"));
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(64 * MIB as u64).unwrap();
+        set_mode(&p, 0o644);
+    }
+    let srv = Launch::new(&s.path).args(&["--cache-max-bytes", "32MiB", "--window-size", "4MiB"]).start();
+    let pid = srv.pid();
+    let base_rss = status_kb(pid, "VmRSS");
+    let port = srv.port;
+    let mut clients = Vec::new();
+    for i in 0..1000 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(c, "GET /f{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        clients.push(c);
+    }
+    // Each reads a little, then stops reading.
+    for c in clients.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mapped_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(s.path.to_str().unwrap()))
+        .map(|l| {
+            let (a, b) = l.split_whitespace().next().unwrap().split_once('-').unwrap();
+            (u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()) / 1024
+        })
+        .sum();
+    assert!(mapped_kb <= 32 * 1024, "mapped {mapped_kb} KiB over a 32 MiB budget");
+    // Bounded by the budget plus, per connection, one pread chunk in flight
+    // and its buffers: about 32 MiB + 1,000 x 128 KiB.
+    let rss_growth_mib = status_kb(pid, "VmRSS").saturating_sub(base_rss) / 1024;
+    eprintln!("RSS growth with 1,000 stalled readers: {rss_growth_mib} MiB; mapped {} MiB", mapped_kb / 1024);
+    assert!(rss_growth_mib < 32 + 125, "RSS grew by {rss_growth_mib} MiB");
+    let probe = srv.req("GET", "/f1.bin", &[("Range", "bytes=0-9")]);
+    assert_eq!(probe.status, 206, "still serving while 1,000 readers stall");
+    drop(clients);
+    let t = Instant::now();
+    let ok = eventually(Duration::from_secs(15), || fd_count(pid) < 50);
+    eprintln!("fds back to {} after {:?}", fd_count(pid), t.elapsed());
+    assert!(ok);
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_windowed_file_replaced_during_a_download_keeps_old_bytes_to_the_end() {
+    let s = Scratch::new("rename-windowed");
+    let old = pattern(40 * MIB, 71);
+    let new = pattern(9 * MIB, 72);
+    s.write("w.bin", &old);
+    // 4 MiB windows in an 8 MiB budget: most windows of the download are
+    // mapped (from the descriptor the response holds) after the rename.
+    let srv = Launch::new(&s.path).args(&["--window-size", "4MiB", "--cache-max-bytes", "8MiB"]).start();
+    let out = Scratch::new("rename-windowed-out");
+    let d = Download::start(&srv.url("/w.bin"), out.join("w"), "20M", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    s.write("w.tmp", &new);
+    std::fs::rename(s.join("w.tmp"), s.join("w.bin")).unwrap();
+    assert_eq!(srv.get("/w.bin").body, new);
+    let (code, got) = d.finish();
+    assert_eq!(code, 0);
+    assert!(got == old, "the windowed download finished with the old version");
+    // Appending to a windowed file: the next request has the new length.
+    let path = s.join("w.bin");
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&pattern(5 * MIB, 73)).unwrap();
+    let r = srv.get("/w.bin");
+    assert_eq!(r.body.len(), 14 * MIB);
+    assert!(r.body == std::fs::read(&path).unwrap());
+}
