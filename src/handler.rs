@@ -11,7 +11,7 @@
 //!    line and releases the connection's in-flight mark when it ends.
 
 use crate::body::AccessRecord;
-use crate::cache::{Content, FileCache};
+use crate::cache::{Content, Entry, FileCache};
 use crate::error::ServeError;
 use crate::http::conditional::{self, Decision, Validators};
 use crate::http::range::{self, RangeOutcome};
@@ -113,36 +113,50 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
         // Boxed so that the handler's future stays small on the hit path.
         None => Box::pin(app.cache.load(key.as_bytes())).await?,
     };
-    // A windowed file's response holds its descriptor from here on, so it
-    // can finish with this version even if the path is replaced meanwhile.
-    let mut fd = None;
-    if let Content::Windowed(_) = entry.content {
-        fd = match Box::pin(app.cache.hold(&entry)).await {
-            Ok(fd) => fd,
-            Err(_) => {
-                // Replaced between the lookup and the open: load the new one.
-                entry = Box::pin(app.cache.load(key.as_bytes())).await?;
-                Box::pin(app.cache.hold(&entry)).await?
-            }
-        };
-    }
     if let Content::Dir = entry.content {
         if rel.has_trailing_slash() {
             return Err(ServeError::NotFound);
         }
         return Ok(response::redirect(directory_location(req), head));
     }
+    let mut plan = plan(app, req, &entry);
+    // A windowed file's response holds its descriptor from here on, so it
+    // can finish with this version even if the path is replaced meanwhile;
+    // a range inside one cached window needs no descriptor at all.
+    let mut fd = None;
+    let mut window = None;
+    if let Content::Windowed(_) = entry.content {
+        window = match &plan {
+            Plan::Single(r) => app.cache.cached_span(&entry, r.first, r.len()),
+            _ => None,
+        };
+        if window.is_none() && !head && matches!(plan, Plan::Full | Plan::Single(_) | Plan::Multi(_)) {
+            fd = match Box::pin(app.cache.hold(&entry)).await {
+                Ok(fd) => fd,
+                Err(_) => {
+                    // Replaced between the lookup and the open: serve the new one.
+                    entry = Box::pin(app.cache.load(key.as_bytes())).await?;
+                    plan = self::plan(app, req, &entry);
+                    Box::pin(app.cache.hold(&entry)).await?
+                }
+            };
+        }
+    }
+    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, fd, window };
+    Ok(response::file(&entry, plan, head, &ctx))
+}
 
+/// Preconditions (RFC 9110 §13.2.2), then the range, decide what to send.
+fn plan(app: &App, req: &Parts, entry: &Entry) -> Plan {
     let validators = Validators {
         etag: entry.headers.etag.as_bytes(),
         last_modified: entry.headers.last_modified_secs,
-        last_modified_is_strong: entry
-            .headers
-            .last_modified_secs
-            .is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
+        // Only If-Range asks whether Last-Modified is strong (§8.8.2.2).
+        last_modified_is_strong: req.headers.contains_key(header::IF_RANGE)
+            && entry.headers.last_modified_secs.is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
     };
-    let is_get = *method == Method::GET;
-    let plan = match conditional::evaluate(&req.headers, is_get, &validators) {
+    let is_get = req.method == Method::GET;
+    match conditional::evaluate(&req.headers, is_get, &validators) {
         Decision::NotModified => Plan::NotModified,
         Decision::PreconditionFailed => Plan::PreconditionFailed,
         Decision::Proceed { use_range } => {
@@ -160,9 +174,7 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
                 _ => Plan::Full,
             }
         }
-    };
-    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, fd };
-    Ok(response::file(&entry, plan, head, &ctx))
+    }
 }
 
 /// `Location` for a directory asked for without its trailing slash: the

@@ -31,6 +31,9 @@ pub struct FileContext<'a> {
     pub cache: &'a FileCache,
     /// The descriptor a windowed entry's response holds.
     pub fd: Option<Arc<rustix::fd::OwnedFd>>,
+    /// For a windowed entry without a descriptor: the cached window that
+    /// holds the whole (single) span.
+    pub window: Option<Arc<crate::cache::Window>>,
 }
 
 /// What to send for a file.
@@ -134,13 +137,19 @@ fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
 fn span(ctx: &FileContext<'_>, entry: &Arc<Entry>, first: u64, len: u64) -> Part {
     match &entry.content {
         Content::Heap(bytes) => Part::Ready(slice(bytes, first, len)),
-        Content::Mapped(_) | Content::Windowed(_) => Part::File(crate::body::stream::FileStream::new(
-            ctx.cache.clone(),
-            entry.clone(),
-            ctx.fd.clone(),
-            first,
-            len,
-        )),
+        Content::Mapped(_) | Content::Windowed(_) => {
+            let mut stream = crate::body::stream::FileStream::new(
+                ctx.cache.clone(),
+                entry.clone(),
+                ctx.fd.clone(),
+                first,
+                len,
+            );
+            if let Some(window) = &ctx.window {
+                stream.start_in(window.clone());
+            }
+            Part::File(stream)
+        }
         Content::Stream(fd) => Part::Pread { fd: fd.clone(), offset: first, len },
         Content::Dir => Part::Ready(Bytes::new()),
     }

@@ -129,7 +129,7 @@ fn a_file_truncated_between_mapping_and_reading_is_cut_at_its_new_end() {
             // Mapped and validated; now someone truncates it in place.
             std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
             let policy = Policy::default();
-            let ctx = FileContext { policy: &policy, cache: &cache, fd: None };
+            let ctx = FileContext { policy: &policy, cache: &cache, fd: None, window: None };
             let (got, failed) = drain(response::file(&entry, Plan::Full, false, &ctx).into_body()).await;
             assert!(failed, "{tag}: the response must end in an error");
             assert!(got.len() as u64 <= cut, "{tag}: {} bytes sent past the new end {cut}", got.len());

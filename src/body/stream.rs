@@ -15,7 +15,9 @@
 //!    nothing past it is sent;
 //! 4. **residency**: a chunk whose pages are not all in memory is faulted in
 //!    on the blocking pool first (`MADV_POPULATE_READ`), so a runtime worker
-//!    never waits for the disk inside `writev`.
+//!    never waits for the disk inside `writev`. A window the last sweep found
+//!    entirely in memory skips the probe; a page evicted since is noticed
+//!    within one sweep interval (2 s).
 
 use crate::cache::{Content, Entry, FileCache, Window};
 use crate::fs::FsError;
@@ -90,6 +92,11 @@ impl FileStream {
             pending: None,
             pread_until: 0,
         }
+    }
+
+    /// Starts from an already cached window (one that holds the span).
+    pub fn start_in(&mut self, window: Arc<Window>) {
+        self.window = Some(window);
     }
 
     /// Bytes not yet yielded.
@@ -186,7 +193,10 @@ impl FileStream {
             self.offset += n;
 
             // 4. residency.
-            if self.cache.prefaults() && !mmap::is_resident(&chunk, window.residency) {
+            if self.cache.prefaults()
+                && !window.is_known_resident()
+                && !mmap::is_resident(&chunk, window.residency)
+            {
                 let target = chunk.clone();
                 let handle = tokio::task::spawn_blocking(move || mmap::populate(&target));
                 self.pending = Some(Pending::Populate(handle, chunk));

@@ -64,12 +64,30 @@ pub struct Window {
     pub probe: Probe,
     /// How to learn whether its pages are in memory.
     pub residency: Residency,
+    /// Set by the sweep when every page was found in memory, cleared when
+    /// one was not: chunks of a window known resident skip the per-chunk
+    /// probe (a page evicted since is noticed within one sweep interval).
+    pub known_resident: std::sync::atomic::AtomicBool,
 }
 
 impl Window {
     /// File offset one past the last byte.
     pub fn end(&self) -> u64 {
         self.start.saturating_add(self.bytes.len() as u64)
+    }
+
+    /// Re-checks residency for the sweep; returns the resident bytes.
+    pub fn refresh_residency(&self) -> u64 {
+        let resident = crate::mmap::resident_bytes(&self.bytes, self.residency);
+        let page = crate::limits::page_size();
+        let all = (self.bytes.len() as u64).div_ceil(page) * page;
+        self.known_resident.store(resident >= all, Ordering::Release);
+        resident
+    }
+
+    /// Whether the last sweep found every page in memory.
+    pub fn is_known_resident(&self) -> bool {
+        self.known_resident.load(Ordering::Acquire)
     }
 
     /// Whether `offset` lies inside the window.

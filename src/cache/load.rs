@@ -112,6 +112,7 @@ impl Shared {
                     bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
                     start: 0,
                     residency: self.residency_for(&entry),
+                    known_resident: Default::default(),
                 };
                 entry.content = Content::Mapped(Arc::new(window));
                 Ok(entry)

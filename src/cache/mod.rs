@@ -257,6 +257,12 @@ impl FileCache {
         self.shared.prefault
     }
 
+    /// The cached window holding all of `[first, first + len)`, if any.
+    pub fn cached_span(&self, entry: &Entry, first: u64, len: u64) -> Option<Arc<Window>> {
+        let window = self.cached_window(entry, first / self.shared.window_size)?;
+        (window.covers(first) && first.saturating_add(len) <= window.end()).then_some(window)
+    }
+
     /// Window size in bytes.
     pub fn window_size(&self) -> u64 {
         self.shared.window_size
@@ -360,13 +366,13 @@ fn sweep_once(shared: &Shared) {
                 Cached::File(entry) => {
                     if shared.is_fresh(&key, &entry) {
                         if let Content::Mapped(w) = &entry.content {
-                            resident += crate::mmap::resident_bytes(&w.bytes);
+                            resident += w.refresh_residency();
                         }
                     } else {
                         shared.forget(&key, &entry);
                     }
                 }
-                Cached::Window(w) => resident += crate::mmap::resident_bytes(&w.bytes),
+                Cached::Window(w) => resident += w.refresh_residency(),
             }
         }
         shared.resident.store(resident, Ordering::Relaxed);

@@ -62,6 +62,7 @@ impl Shared {
             bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
             start,
             residency: self.residency_for(entry),
+            known_resident: Default::default(),
         });
         drop(self.table.insert(&key(entry.id, index), Cached::Window(window.clone())));
         Ok(Some(window))

@@ -21,8 +21,10 @@
 #![allow(unsafe_code)]
 
 pub mod guard;
+mod resident;
 
-use std::fs::File;
+pub use resident::{Residency, advise_sequential, is_resident, populate, resident_bytes};
+
 use std::io;
 
 /// A read-only, shared mapping of `len` bytes of a file starting at a
@@ -117,123 +119,6 @@ pub fn vmsplice_mapped(pipe: &impl rustix::fd::AsFd, data: &[u8]) -> io::Result<
     Ok(n)
 }
 
-/// How residency of mapped pages is learned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Residency {
-    /// `mincore`: page-cache residency. Truthful only when the process owns
-    /// the file or runs as root; for anyone else the kernel reports every
-    /// page resident (MMAP.md §4).
-    Mincore,
-    /// `/proc/self/pagemap`: whether *our* page tables map each page. Truthful
-    /// for everyone in the direction that matters: a mapped page is in memory.
-    /// A page that is cached but not yet mapped by us reads as absent, which
-    /// only costs a prefault on the blocking pool.
-    Pagemap,
-}
-
-/// Whether every page of `data` (a slice of a [`Region`]) is in memory, so
-/// that sending it cannot block on disk.
-pub fn is_resident(data: &[u8], how: Residency) -> bool {
-    if data.is_empty() {
-        return true;
-    }
-    let page = crate::limits::page_size() as usize;
-    let start = data.as_ptr() as usize & !(page - 1);
-    let end = (data.as_ptr() as usize + data.len()).div_ceil(page) * page;
-    let pages = (end - start) / page;
-    match how {
-        Residency::Mincore => {
-            let mut vec = vec![0u8; pages];
-            // SAFETY: [start, end) is page-aligned and lies inside a mapping
-            // that `data` borrows (so it stays mapped); `vec` has one byte per
-            // page, as mincore requires.
-            let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
-            rc == 0 && vec.iter().all(|&b| b & 1 == 1)
-        }
-        Residency::Pagemap => pagemap_present(start / page, pages),
-    }
-}
-
-/// Reads `/proc/self/pagemap` entries: bit 63 means "present in RAM".
-fn pagemap_present(first_page: usize, pages: usize) -> bool {
-    use std::os::unix::fs::FileExt;
-    static PAGEMAP: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
-    let Some(file) = PAGEMAP.get_or_init(|| File::open("/proc/self/pagemap").ok()) else {
-        return false;
-    };
-    let mut buf = vec![0u8; pages * 8];
-    if file.read_exact_at(&mut buf, (first_page * 8) as u64).is_err() {
-        return false;
-    }
-    buf.chunks_exact(8).all(|e| e.get(7).is_some_and(|b| b & 0x80 != 0))
-}
-
-/// Faults every page of `data` in (`MADV_POPULATE_READ`, Linux 5.14+; older
-/// kernels get `MADV_WILLNEED` and a read of one byte per page, which the
-/// SIGBUS guard covers). Blocks on disk: call it on the blocking pool only.
-///
-/// # Errors
-/// EFAULT when a page lies past the end of a truncated file.
-pub fn populate(data: &[u8]) -> io::Result<()> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let page = crate::limits::page_size() as usize;
-    let start = data.as_ptr() as usize & !(page - 1);
-    let end = (data.as_ptr() as usize + data.len()).div_ceil(page) * page;
-    // SAFETY: [start, end) lies inside the mapping `data` borrows; both
-    // pieces of advice only read or prefetch, they never change contents.
-    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_READ) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::EINVAL) {
-        return Err(err);
-    }
-    // SAFETY: as above.
-    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_WILLNEED) };
-    let mut sum = 0u8;
-    for offset in (0..data.len()).step_by(page) {
-        // Touching reads a mapped byte in user space; a truncated page is
-        // repaired by the SIGBUS guard and poisons the mapping.
-        sum = sum.wrapping_add(data.get(offset).copied().unwrap_or(0));
-    }
-    std::hint::black_box(sum);
-    Ok(())
-}
-
-/// Marks `data` as read sequentially (`MADV_SEQUENTIAL`): aggressive
-/// readahead, pages dropped soon after use. For windows of huge files.
-pub fn advise_sequential(data: &[u8]) {
-    let page = crate::limits::page_size() as usize;
-    let start = data.as_ptr() as usize & !(page - 1);
-    let end = (data.as_ptr() as usize + data.len()).div_ceil(page) * page;
-    if end > start {
-        // SAFETY: advice on a range inside a mapping `data` borrows; it does
-        // not change contents.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_SEQUENTIAL) };
-    }
-}
-
-/// Counts resident pages of `data` with `mincore` (for statistics; see
-/// [`Residency::Mincore`] on when the answer is truthful).
-pub fn resident_bytes(data: &[u8]) -> u64 {
-    let page = crate::limits::page_size() as usize;
-    let start = data.as_ptr() as usize & !(page - 1);
-    let end = (data.as_ptr() as usize + data.len()).div_ceil(page) * page;
-    if end <= start {
-        return 0;
-    }
-    let mut vec = vec![0u8; (end - start) / page];
-    // SAFETY: as in `is_resident`.
-    let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return 0;
-    }
-    vec.iter().filter(|&&b| b & 1 == 1).count() as u64 * page as u64
-}
-
 impl AsRef<[u8]> for Region {
     fn as_ref(&self) -> &[u8] {
         self.as_slice()
@@ -243,6 +128,7 @@ impl AsRef<[u8]> for Region {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]
@@ -346,7 +232,7 @@ mod tests {
         assert!(!is_resident(data, Residency::Pagemap), "nothing touched through this mapping yet");
         populate(data).unwrap();
         assert!(is_resident(data, Residency::Pagemap), "populate maps every page");
-        assert!(resident_bytes(region.as_slice()) >= 40 * page as u64);
+        assert!(resident_bytes(region.as_slice(), Residency::Pagemap) >= 40 * page as u64);
         advise_sequential(data);
         // A truncated file fails populate with an error, not a signal.
         tmp.set_len(page as u64).unwrap();
