@@ -64,10 +64,19 @@ pub struct Window {
     pub probe: Probe,
     /// How to learn whether its pages are in memory.
     pub residency: Residency,
-    /// Set by the sweep when every page was found in memory, cleared when
-    /// one was not: chunks of a window known resident skip the per-chunk
-    /// probe (a page evicted since is noticed within one sweep interval).
-    pub known_resident: std::sync::atomic::AtomicBool,
+    /// One bit per [`GRANULE`] of the window, set by the sweep when every
+    /// page of that granule was found in memory: chunks inside known-resident
+    /// granules skip the per-chunk probe (a page evicted since is noticed
+    /// within one sweep interval).
+    pub known_resident: Box<[AtomicU64]>,
+}
+
+/// Residency is remembered per 2 MiB of a window.
+pub const GRANULE: u64 = 2 << 20;
+
+/// The empty residency map for a window of `len` bytes.
+pub fn residency_map(len: u64) -> Box<[AtomicU64]> {
+    (0..len.div_ceil(GRANULE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
 }
 
 impl Window {
@@ -78,16 +87,31 @@ impl Window {
 
     /// Re-checks residency for the sweep; returns the resident bytes.
     pub fn refresh_residency(&self) -> u64 {
-        let resident = crate::mmap::resident_bytes(&self.bytes, self.residency);
+        let pages = crate::mmap::resident_pages(&self.bytes, self.residency);
         let page = crate::limits::page_size();
-        let all = (self.bytes.len() as u64).div_ceil(page) * page;
-        self.known_resident.store(resident >= all, Ordering::Release);
-        resident
+        let per_granule = (GRANULE / page).max(1) as usize;
+        for (word, chunk) in self.known_resident.iter().zip(pages.chunks(per_granule * 64)) {
+            let mut bits = 0u64;
+            for (bit, granule) in chunk.chunks(per_granule).enumerate() {
+                if granule.iter().all(|&p| p) {
+                    bits |= 1 << bit;
+                }
+            }
+            word.store(bits, Ordering::Release);
+        }
+        pages.iter().filter(|&&p| p).count() as u64 * page
     }
 
-    /// Whether the last sweep found every page in memory.
-    pub fn is_known_resident(&self) -> bool {
-        self.known_resident.load(Ordering::Acquire)
+    /// Whether the last sweep found every page of the window's bytes
+    /// `[from, from + len)` in memory.
+    pub fn is_known_resident(&self, from: u64, len: u64) -> bool {
+        let first = from / GRANULE;
+        let last = from.saturating_add(len.max(1) - 1) / GRANULE;
+        (first..=last).all(|g| {
+            self.known_resident
+                .get((g / 64) as usize)
+                .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (g % 64)) != 0)
+        })
     }
 
     /// Whether `offset` lies inside the window.
@@ -226,6 +250,30 @@ mod tests {
         }
         let e = Entry::new(b"a.txt", id(1, 0, 784_111_777_000_000_000, 0), Content::Heap(Bytes::new()));
         assert_eq!(e.headers.last_modified.unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn residency_is_remembered_per_granule() {
+        let dir = std::env::temp_dir().join(format!("mapserve-granule-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, vec![1u8; (3 * GRANULE) as usize]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let region = crate::mmap::Region::map(&file, 0, (3 * GRANULE) as usize).unwrap();
+        let w = Window {
+            probe: region.probe(),
+            bytes: Bytes::from_owner(region),
+            start: 0,
+            residency: crate::mmap::Residency::Pagemap,
+            known_resident: residency_map(3 * GRANULE),
+        };
+        assert!(!w.is_known_resident(0, 10));
+        // Touch (map) only the middle granule, then refresh.
+        crate::mmap::populate(&w.bytes[GRANULE as usize..2 * GRANULE as usize]).unwrap();
+        assert_eq!(w.refresh_residency(), GRANULE);
+        assert!(w.is_known_resident(GRANULE + 5, 1000));
+        assert!(!w.is_known_resident(GRANULE - 5, 10), "spans into a cold granule");
+        assert!(!w.is_known_resident(2 * GRANULE, 1));
     }
 
     #[test]

@@ -112,8 +112,9 @@ impl Shared {
                     bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
                     start: 0,
                     residency: self.residency_for(&entry),
-                    known_resident: Default::default(),
+                    known_resident: super::entry::residency_map(size),
                 };
+                window.refresh_residency();
                 entry.content = Content::Mapped(Arc::new(window));
                 Ok(entry)
             }

@@ -62,8 +62,10 @@ impl Shared {
             bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
             start,
             residency: self.residency_for(entry),
-            known_resident: Default::default(),
+            known_resident: super::entry::residency_map(len),
         });
+        // Learn residency now, on the blocking pool, not in the first requests.
+        window.refresh_residency();
         drop(self.table.insert(&key(entry.id, index), Cached::Window(window.clone())));
         Ok(Some(window))
     }

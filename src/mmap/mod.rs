@@ -23,7 +23,7 @@
 pub mod guard;
 mod resident;
 
-pub use resident::{Residency, advise_sequential, is_resident, populate, resident_bytes};
+pub use resident::{Residency, advise_sequential, is_resident, populate, resident_bytes, resident_pages};
 
 use std::io;
 

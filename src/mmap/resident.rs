@@ -101,27 +101,32 @@ pub fn advise_sequential(data: &[u8]) {
     }
 }
 
-/// Counts the bytes of `data` in memory, the way `how` tells it (for the
-/// sweep's statistics and its "fully resident" marks).
-pub fn resident_bytes(data: &[u8], how: Residency) -> u64 {
+/// Which pages of `data` (a slice of a [`super::Region`] starting on a page
+/// boundary) are in memory, the way `how` tells it; empty on failure.
+pub fn resident_pages(data: &[u8], how: Residency) -> Vec<bool> {
     let page = crate::limits::page_size() as usize;
     let start = data.as_ptr() as usize & !(page - 1);
     let end = (data.as_ptr() as usize + data.len()).div_ceil(page) * page;
     if end <= start {
-        return 0;
+        return Vec::new();
     }
     let pages = (end - start) / page;
-    let present = match how {
+    match how {
         Residency::Mincore => {
             let mut vec = vec![0u8; pages];
             // SAFETY: as in `is_resident`.
             let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
             if rc != 0 {
-                return 0;
+                return Vec::new();
             }
-            vec.iter().filter(|&&b| b & 1 == 1).count()
+            vec.iter().map(|&b| b & 1 == 1).collect()
         }
-        Residency::Pagemap => pagemap(start / page, pages).map_or(0, |v| v.iter().filter(|&&p| p).count()),
-    };
-    present as u64 * page as u64
+        Residency::Pagemap => pagemap(start / page, pages).unwrap_or_default(),
+    }
+}
+
+/// Counts the bytes of `data` in memory, the way `how` tells it.
+pub fn resident_bytes(data: &[u8], how: Residency) -> u64 {
+    let page = crate::limits::page_size();
+    resident_pages(data, how).iter().filter(|&&p| p).count() as u64 * page
 }
