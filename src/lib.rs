@@ -3,9 +3,10 @@
 //!
 //! Data flows one way:
 //!
-//! `config` -> `server` (listeners, connections, timeouts) -> `app` (router)
-//! -> `handler` -> [`path` -> `cache` (`fs`, `mmap`) -> `http::conditional` +
-//! `http::range` -> `response`] -> `body`.
+//! `config` -> `server` (listeners, connections, timeouts, zero-copy sends)
+//! -> `app` (axum handler service + tower-http layer) -> `handler` ->
+//! [`path` -> `cache` (`fs`, `mmap`) -> `http::conditional` + `http::range` ->
+//! `response`] -> `body` (checked chunks).
 //!
 //! Modules lower in that list never use modules higher up. `http` and `path`
 //! are pure. All `unsafe` code lives in `mmap`.

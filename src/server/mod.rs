@@ -143,6 +143,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         let _ = l.await;
     }
     stats.abort();
+    log_totals(&cache);
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     match tokio::time::timeout(config.grace_period, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections finished"),
@@ -231,18 +232,26 @@ async fn log_stats(cache: FileCache) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let s = cache.stats();
-        tracing::info!(
-            entries = s.entries,
-            bytes = %format_size(s.bytes),
-            maps = s.maps,
-            resident = %format_size(s.resident),
-            windows_mapped = s.windows_mapped,
-            pread_spans = s.pread_spans,
-            guard_repairs = crate::mmap::guard::repairs(),
-            hits = s.hits,
-            misses = s.misses,
-            "cache totals"
-        );
+        log_totals(&cache);
     }
+}
+
+/// The cache and mapping totals, in one log line (every minute and at exit).
+fn log_totals(cache: &FileCache) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = cache.stats();
+    tracing::info!(
+        entries = s.entries,
+        bytes = %format_size(s.bytes),
+        maps = s.maps,
+        resident = %format_size(s.resident),
+        windows_mapped = s.windows_mapped,
+        pread_spans = s.pread_spans,
+        guard_repairs = crate::mmap::guard::repairs(),
+        unmaps_reaper = crate::cache::budget::UNMAPS.reaper.load(Relaxed),
+        unmaps_blocking_pool = crate::cache::budget::UNMAPS.inline.load(Relaxed),
+        hits = s.hits,
+        misses = s.misses,
+        "cache totals"
+    );
 }
