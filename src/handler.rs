@@ -163,8 +163,7 @@ fn plan(app: &App, req: &Parts, entry: &Entry) -> Plan {
             let mut ranges = req.headers.get_all(header::RANGE).iter();
             match (is_get && use_range, ranges.next(), ranges.next()) {
                 (true, Some(value), None) => {
-                    let parsed = range::parse(value.as_bytes());
-                    match range::resolve(&parsed, entry.len(), app.max_ranges) {
+                    match range::evaluate(value.as_bytes(), entry.len(), app.max_ranges) {
                         RangeOutcome::Full => Plan::Full,
                         RangeOutcome::Unsatisfiable => Plan::Unsatisfiable,
                         RangeOutcome::Single(r) => Plan::Single(r),

@@ -135,6 +135,40 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
     Some(digits.iter().fold(0u64, |acc, &d| acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
+/// Parses and resolves a `Range` field value in one step. The common case,
+/// one range-spec, takes a path that allocates nothing.
+pub fn evaluate(value: &[u8], len: u64, max_ranges: usize) -> RangeOutcome {
+    if !value.contains(&b',') {
+        if let Some(eq) = value.iter().position(|&b| b == b'=') {
+            let (unit, spec) = value.split_at(eq);
+            let spec = trim_ows(spec.get(1..).unwrap_or_default());
+            if unit.eq_ignore_ascii_case(b"bytes") && !spec.is_empty() {
+                return match parse_spec(spec) {
+                    Some(spec) => resolve_one(spec, len),
+                    None => RangeOutcome::Full,
+                };
+            }
+        }
+    }
+    resolve(&parse(value), len, max_ranges)
+}
+
+/// One range-spec against `len` bytes (same rules as [`resolve`]).
+fn resolve_one(spec: RangeSpec, len: u64) -> RangeOutcome {
+    match spec {
+        RangeSpec::FromTo(first, _) if first >= len => RangeOutcome::Unsatisfiable,
+        RangeSpec::FromTo(first, last) => {
+            let end = len.saturating_sub(1);
+            RangeOutcome::Single(ByteRange { first, last: last.map_or(end, |l| l.min(end)) })
+        }
+        RangeSpec::Suffix(0) => RangeOutcome::Unsatisfiable,
+        RangeSpec::Suffix(_) if len == 0 => RangeOutcome::Full,
+        RangeSpec::Suffix(n) => {
+            RangeOutcome::Single(ByteRange { first: len.saturating_sub(n), last: len - 1 })
+        }
+    }
+}
+
 /// Resolves a parsed header against a representation of `len` bytes.
 pub fn resolve(parsed: &ParsedRange, len: u64, max_ranges: usize) -> RangeOutcome {
     let ParsedRange::Bytes(specs) = parsed else {

@@ -9,7 +9,10 @@ fn r(first: u64, last: u64) -> ByteRange {
 }
 
 fn outcome(header: &str, len: u64) -> RangeOutcome {
-    resolve(&parse(header.as_bytes()), len, 64)
+    let slow = resolve(&parse(header.as_bytes()), len, 64);
+    // The one-step fast path must agree with parse + resolve everywhere.
+    assert_eq!(evaluate(header.as_bytes(), len, 64), slow, "fast path differs for {header:?}");
+    slow
 }
 
 #[test]
@@ -144,7 +147,7 @@ proptest! {
     #[test]
     fn parser_is_total_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64), len in any::<u64>()) {
         let parsed = parse(&bytes);
-        let _ = resolve(&parsed, len, 64);
+        prop_assert_eq!(resolve(&parsed, len, 64), evaluate(&bytes, len, 64));
     }
 
     #[test]
