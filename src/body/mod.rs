@@ -192,10 +192,9 @@ impl FileBody {
         });
         let read = ready!(Pin::new(handle).poll(cx));
         self.pending = None;
-        let bytes = match read {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
-            Err(join) => return Poll::Ready(Some(Err(io::Error::other(join)))),
+        let bytes = match joined(read) {
+            Ok(bytes) => bytes,
+            Err(e) => return Poll::Ready(Some(Err(e))),
         };
         let n = bytes.len() as u64;
         *offset = offset.saturating_add(n);
@@ -205,6 +204,11 @@ impl FileBody {
         }
         Poll::Ready(Some(Ok(bytes)))
     }
+}
+
+/// The result of a blocking task, with a failed join as an I/O error.
+pub(crate) fn joined<T>(r: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> {
+    r.unwrap_or_else(|join| Err(io::Error::other(join)))
 }
 
 /// Reads exactly `want` bytes at `at`, or fails: a short read means the file

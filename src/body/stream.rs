@@ -130,10 +130,9 @@ impl FileStream {
                     Pending::Pread(handle) => {
                         let read = ready!(Pin::new(handle).poll(cx));
                         self.pending = None;
-                        let bytes = match read {
-                            Ok(Ok(bytes)) => bytes,
-                            Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
-                            Err(join) => return Poll::Ready(Some(Err(io::Error::other(join)))),
+                        let bytes = match super::joined(read) {
+                            Ok(bytes) => bytes,
+                            Err(e) => return Poll::Ready(Some(Err(e))),
                         };
                         self.offset = self.offset.saturating_add(bytes.len() as u64);
                         return Poll::Ready(Some(Ok(Chunk { bytes, mapped: false, probe: None })));

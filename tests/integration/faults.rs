@@ -358,15 +358,6 @@ fn a_thousand_slow_readers_on_distinct_files_keep_memory_bounded() {
     assert!(ok);
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_windowed_file_replaced_during_a_download_keeps_old_bytes_to_the_end() {
     let s = Scratch::new("rename-windowed");

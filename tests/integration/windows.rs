@@ -20,15 +20,6 @@ fn mapped_bytes(pid: u32, name: &str) -> u64 {
         .sum()
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_sparse_20_gib_file_is_served_anywhere_within_a_256_mib_budget() {
     let s = Scratch::new("sparse");
