@@ -137,7 +137,7 @@ fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
 fn span(ctx: &FileContext<'_>, entry: &Arc<Entry>, first: u64, len: u64) -> Part {
     match &entry.content {
         Content::Heap(bytes) => Part::Ready(slice(bytes, first, len)),
-        Content::Mapped(_) | Content::Windowed(_) => {
+        Content::Mapped(_) | Content::Windowed(_) | Content::Stream(_) => {
             let mut stream = crate::body::stream::FileStream::new(
                 ctx.cache.clone(),
                 entry.clone(),
@@ -150,7 +150,6 @@ fn span(ctx: &FileContext<'_>, entry: &Arc<Entry>, first: u64, len: u64) -> Part
             }
             Part::File(stream)
         }
-        Content::Stream(fd) => Part::Pread { fd: fd.clone(), offset: first, len },
         Content::Dir => Part::Ready(Bytes::new()),
     }
 }

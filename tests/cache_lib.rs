@@ -7,6 +7,22 @@ use mapserve::cache::{CacheConfig, Content, FileCache};
 use mapserve::fs::Root;
 use std::sync::Arc;
 
+/// A cache over `dir` with the given budget and small-file limit, 64 MiB
+/// windows and inotify change detection.
+fn config(dir: &std::path::Path, max_bytes: u64, small_file_max: u64) -> FileCache {
+    FileCache::new(
+        Root::new(dir, false).unwrap(),
+        &CacheConfig {
+            max_bytes,
+            max_entries: 100,
+            small_file_max,
+            inotify: true,
+            prefault: true,
+            window_size: 64 << 20,
+        },
+    )
+}
+
 fn scratch(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mapserve-cachelib-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -19,17 +35,7 @@ fn concurrent_first_requests_load_once() {
     let dir = scratch("flight");
     std::fs::write(dir.join("f.bin"), vec![3u8; 8 << 20]).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let cache = FileCache::new(
-        Root::new(&dir, false).unwrap(),
-        &CacheConfig {
-            max_bytes: 64 << 20,
-            max_entries: 100,
-            small_file_max: 16 << 20,
-            inotify: true,
-            prefault: true,
-            window_size: 64 << 20,
-        },
-    );
+    let cache = config(&dir, 64 << 20, 16 << 20);
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     rt.block_on(async {
         let tasks: Vec<_> = (0..50)
@@ -59,17 +65,7 @@ fn the_budget_is_never_exceeded_and_pinned_entries_fall_back_to_streaming() {
         std::fs::write(dir.join(format!("f{i}")), vec![i as u8; 1 << 20]).unwrap();
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cache = FileCache::new(
-        Root::new(&dir, false).unwrap(),
-        &CacheConfig {
-            max_bytes: 3 << 20,
-            max_entries: 100,
-            small_file_max: 0,
-            inotify: true,
-            prefault: true,
-            window_size: 64 << 20,
-        },
-    );
+    let cache = config(&dir, 3 << 20, 0);
     rt.block_on(async {
         // Hold three entries (as in-flight responses would): the budget is full.
         let mut held = Vec::new();
@@ -111,17 +107,7 @@ fn a_file_truncated_between_mapping_and_reading_is_cut_at_its_new_end() {
     for (cut, tag) in [((1u64 << 20) + 100, "behind"), (100, "first-chunk")] {
         let path = dir.join(format!("f-{tag}"));
         std::fs::write(&path, &data).unwrap();
-        let cache = FileCache::new(
-            Root::new(&dir, false).unwrap(),
-            &CacheConfig {
-                max_bytes: 64 << 20,
-                max_entries: 100,
-                small_file_max: 0,
-                inotify: true,
-                prefault: true,
-                window_size: 64 << 20,
-            },
-        );
+        let cache = config(&dir, 64 << 20, 0);
         rt.block_on(async {
             let key = format!("f-{tag}");
             let entry = cache.get(key.as_bytes()).await.unwrap();
@@ -136,4 +122,31 @@ fn a_file_truncated_between_mapping_and_reading_is_cut_at_its_new_end() {
             assert_eq!(&got[..], &data[..got.len()], "{tag}: a prefix of the old bytes, never zeros");
         });
     }
+}
+
+#[test]
+fn an_unmappable_file_streams_with_pread_and_fails_if_it_shrinks() {
+    use mapserve::http::range::ByteRange;
+    use mapserve::response::{self, FileContext, Plan, Policy};
+    let dir = scratch("pread-stream");
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+    let path = dir.join("f");
+    std::fs::write(&path, &data).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // A budget smaller than the file: it cannot be mapped, so it is streamed.
+    let cache = config(&dir, 512 << 10, 0);
+    rt.block_on(async {
+        let entry = cache.get(b"f").await.unwrap();
+        assert!(matches!(entry.content, Content::Stream(_)));
+        let policy = Policy::default();
+        let ctx = FileContext { policy: &policy, cache: &cache, fd: None, window: None };
+        let plan = Plan::Single(ByteRange { first: 10, last: 600_009 });
+        let (got, failed) = drain(response::file(&entry, plan, false, &ctx).into_body()).await;
+        assert!(!failed);
+        assert_eq!(got, &data[10..600_010]);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1000).unwrap();
+        let (got, failed) = drain(response::file(&entry, Plan::Full, false, &ctx).into_body()).await;
+        assert!(failed, "a shrunk file is never padded");
+        assert!(got.len() <= 1000 && got[..] == data[..got.len()]);
+    });
 }

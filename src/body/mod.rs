@@ -1,7 +1,7 @@
 //! The response body: a queue of parts, each a ready `Bytes` (a slice of a
 //! heap copy, or a small heap header), a span of a mapped file (zero-copy
-//! slices of its mapping or windows, checked chunk by chunk: see [`stream`]),
-//! or a span of a file streamed with `pread` on the blocking pool.
+//! slices of its mapping or windows, checked chunk by chunk, or read with
+//! `pread` on the blocking pool when it could not be mapped: see [`stream`]).
 //!
 //! Slices are yielded in chunks of at most [`MAX_CHUNK`] so that hyper writes
 //! them from the mapping with `writev`. A part that cannot be completed (the
@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use rustix::fd::OwnedFd;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,7 +26,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 pub mod stream;
-use tokio::task::JoinHandle;
 
 /// Largest slice handed to hyper at once.
 pub const MAX_CHUNK: usize = 1 << 20;
@@ -39,18 +37,9 @@ pub const PREAD_CHUNK: usize = 64 << 10;
 pub enum Part {
     /// Bytes ready to send (heap memory).
     Ready(Bytes),
-    /// A span of a mapped file: large chunks are offered to the connection
+    /// A span of a file: large mapped chunks are offered to the connection
     /// for zero-copy sending.
     File(stream::FileStream),
-    /// `len` bytes of a file from `offset`, read with `pread`.
-    Pread {
-        /// The open file.
-        fd: Arc<OwnedFd>,
-        /// Next offset to read.
-        offset: u64,
-        /// Bytes still to read.
-        len: u64,
-    },
 }
 
 impl Part {
@@ -58,7 +47,6 @@ impl Part {
         match self {
             Part::Ready(b) => b.len() as u64,
             Part::File(s) => s.remaining(),
-            Part::Pread { len, .. } => *len,
         }
     }
 }
@@ -116,7 +104,6 @@ pub struct FileBody {
     parts: Parts,
     remaining: u64,
     sent: u64,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
     failed: bool,
     entry: Option<Arc<Entry>>,
     record: Option<AccessRecord>,
@@ -137,7 +124,6 @@ impl FileBody {
             parts: Parts { first: None, rest: parts.into() },
             remaining,
             sent: 0,
-            pending: None,
             failed: false,
             entry,
             record: None,
@@ -179,30 +165,6 @@ impl FileBody {
     /// Whether nothing is left to yield.
     pub fn is_empty(&self) -> bool {
         self.remaining == 0
-    }
-
-    fn poll_pread(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        let Some(Part::Pread { fd, offset, len }) = self.parts.front_mut() else {
-            return Poll::Ready(None);
-        };
-        let handle = self.pending.get_or_insert_with(|| {
-            let fd = fd.clone();
-            let (at, want) = (*offset, (*len).min(PREAD_CHUNK as u64) as usize);
-            tokio::task::spawn_blocking(move || read_at(&fd, at, want))
-        });
-        let read = ready!(Pin::new(handle).poll(cx));
-        self.pending = None;
-        let bytes = match joined(read) {
-            Ok(bytes) => bytes,
-            Err(e) => return Poll::Ready(Some(Err(e))),
-        };
-        let n = bytes.len() as u64;
-        *offset = offset.saturating_add(n);
-        *len = len.saturating_sub(n);
-        if *len == 0 {
-            self.parts.pop_front();
-        }
-        Poll::Ready(Some(Ok(bytes)))
     }
 }
 
@@ -273,15 +235,6 @@ impl http_body::Body for FileBody {
                     Some(Part::Ready(bytes)) => bytes,
                     _ => continue,
                 },
-                Some(Part::Pread { .. }) => match ready!(this.poll_pread(cx)) {
-                    Some(Ok(bytes)) => bytes,
-                    Some(Err(e)) => {
-                        this.failed = true;
-                        this.parts.clear();
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    None => continue,
-                },
             };
             let n = chunk.len() as u64;
             this.sent = this.sent.saturating_add(n);
@@ -301,9 +254,6 @@ impl http_body::Body for FileBody {
 
 impl Drop for FileBody {
     fn drop(&mut self) {
-        if let Some(handle) = self.pending.take() {
-            handle.abort();
-        }
         if let Some(r) = self.record.take() {
             let complete = !self.failed && self.parts.is_empty();
             tracing::info!(
@@ -343,20 +293,5 @@ mod tests {
         assert_eq!(body.size_hint().exact(), Some((MAX_CHUNK * 2 + 9) as u64));
         let out = collect(body).await.unwrap();
         assert_eq!(out.len(), MAX_CHUNK * 2 + 9);
-    }
-
-    #[tokio::test]
-    async fn pread_parts_stream_and_fail_on_a_shrunk_file() {
-        let path = std::env::temp_dir().join(format!("mapserve-body-{}", std::process::id()));
-        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let fd: OwnedFd = std::fs::File::open(&path).unwrap().into();
-        let fd = Arc::new(fd);
-        let body = FileBody::new(vec![Part::Pread { fd: fd.clone(), offset: 10, len: 600_000 }], None);
-        assert_eq!(collect(body).await.unwrap(), &data[10..600_010]);
-        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1000).unwrap();
-        let body = FileBody::new(vec![Part::Pread { fd, offset: 0, len: 600_000 }], None);
-        assert!(collect(body).await.is_err(), "never padded");
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! Streaming a span of a mapped file: the part of a body that comes from a
-//! whole-file mapping or from windows of a large file.
+//! Streaming a span of a file: the part of a body that comes from a
+//! whole-file mapping, from windows of a large file, or (for a file that could
+//! not be mapped, or a window the budget could not pay for) from `pread`.
 //!
 //! Before each chunk leaves the process it is checked, so that a fault in the
 //! mapping costs one aborted response and never the process or wrong bytes:
@@ -78,9 +79,12 @@ impl FileStream {
         offset: u64,
         len: u64,
     ) -> FileStream {
-        let window = match &entry.content {
-            Content::Mapped(w) => Some(w.clone()),
-            _ => None,
+        let (window, fd, pread_until) = match &entry.content {
+            Content::Mapped(w) => (Some(w.clone()), fd, 0),
+            // Not mapped at all (no budget, or mmap failed): the whole span
+            // is read with pread from the entry's descriptor.
+            Content::Stream(file) => (None, Some(file.clone()), u64::MAX),
+            _ => (None, fd, 0),
         };
         FileStream {
             cache,
@@ -90,7 +94,7 @@ impl FileStream {
             end: offset.saturating_add(len),
             window,
             pending: None,
-            pread_until: 0,
+            pread_until,
         }
     }
 

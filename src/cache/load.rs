@@ -58,16 +58,15 @@ impl Shared {
         Ok(entry)
     }
 
-    fn load_file(&self, name: &[u8], opened: Opened) -> Result<Entry, FsError> {
-        // `name` is the whole key: Entry::new takes the file name from it.
+    fn load_file(&self, key: &[u8], opened: Opened) -> Result<Entry, FsError> {
         let Opened { fd, mut identity } = opened;
         let size = identity.size;
         if size == 0 {
-            return Ok(Entry::new(name, identity, Content::Heap(Bytes::new())));
+            return Ok(Entry::new(key, identity, Content::Heap(Bytes::new())));
         }
         if size <= self.small_file_max {
             let Some(reservation) = self.reserve(size, false) else {
-                return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+                return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
             };
             for _ in 0..COPY_ATTEMPTS {
                 if identity.size != size {
@@ -78,7 +77,7 @@ impl Shared {
                         let after = fstat(&fd)?;
                         if after == identity {
                             let bytes = Bytes::from_owner(HeapOwner::new(data, reservation));
-                            return Ok(Entry::new(name, identity, Content::Heap(bytes)));
+                            return Ok(Entry::new(key, identity, Content::Heap(bytes)));
                         }
                         identity = after;
                     }
@@ -88,40 +87,38 @@ impl Shared {
             }
             // The file keeps changing: serve this request from the descriptor.
             drop(reservation);
-            return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
         }
         if size > self.window_size {
-            return Ok(Entry::new(name, identity, Content::Windowed(Default::default())));
+            return Ok(Entry::new(key, identity, Content::Windowed(Default::default())));
         }
         let Ok(len) = usize::try_from(size) else {
-            return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
         };
         let page = crate::limits::page_size();
         let mapped_bytes = size.div_ceil(page).saturating_mul(page);
         let Some(reservation) = self.reserve(mapped_bytes, true) else {
             tracing::debug!(size, "no budget to map; streaming");
-            return Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))));
+            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
         };
         match Region::map(&fd, 0, len) {
             Ok(region) => {
                 region.will_need();
                 drop(fd);
-                let mut entry = Entry::new(name, identity, Content::Dir);
                 let window = Window {
                     probe: region.probe(),
                     bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
                     start: 0,
-                    residency: self.residency_for(&entry),
+                    residency: self.residency_for(&identity),
                     known_resident: super::entry::residency_map(size),
                 };
                 window.refresh_residency();
-                entry.content = Content::Mapped(Arc::new(window));
-                Ok(entry)
+                Ok(Entry::new(key, identity, Content::Mapped(Arc::new(window))))
             }
             Err(e) => {
                 tracing::warn!(error = %e, size, "mmap failed; streaming with pread");
                 drop(reservation);
-                Ok(Entry::new(name, identity, Content::Stream(Arc::new(fd))))
+                Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))))
             }
         }
     }

@@ -61,7 +61,7 @@ impl Shared {
             probe: region.probe(),
             bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
             start,
-            residency: self.residency_for(entry),
+            residency: self.residency_for(&entry.identity),
             known_resident: super::entry::residency_map(len),
         });
         // Learn residency now, on the blocking pool, not in the first requests.
@@ -71,8 +71,8 @@ impl Shared {
     }
 
     /// Whether `mincore` tells us the truth about this file's pages.
-    pub(super) fn residency_for(&self, entry: &Entry) -> mmap::Residency {
-        if self.euid == 0 || entry.identity.uid == self.euid {
+    pub(super) fn residency_for(&self, identity: &crate::fs::Identity) -> mmap::Residency {
+        if self.euid == 0 || identity.uid == self.euid {
             mmap::Residency::Mincore
         } else {
             mmap::Residency::Pagemap

@@ -20,27 +20,11 @@ pub enum Residency {
     Pagemap,
 }
 
-/// Whether every page of `data` (a slice of a [`Region`]) is in memory, so
+/// Whether every page of `data` (a slice of a mapping) is in memory, so
 /// that sending it cannot block on disk.
 pub fn is_resident(data: &[u8], how: Residency) -> bool {
-    if data.is_empty() {
-        return true;
-    }
-    let page = crate::limits::page_size() as usize;
-    let start = data.as_ptr() as usize & !(page - 1);
-    let end = (data.as_ptr() as usize + data.len()).div_ceil(page) * page;
-    let pages = (end - start) / page;
-    match how {
-        Residency::Mincore => {
-            let mut vec = vec![0u8; pages];
-            // SAFETY: [start, end) is page-aligned and lies inside a mapping
-            // that `data` borrows (so it stays mapped); `vec` has one byte per
-            // page, as mincore requires.
-            let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
-            rc == 0 && vec.iter().all(|&b| b & 1 == 1)
-        }
-        Residency::Pagemap => pagemap(start / page, pages).is_some_and(|v| v.iter().all(|&p| p)),
-    }
+    let pages = resident_pages(data, how);
+    data.is_empty() || (!pages.is_empty() && pages.iter().all(|&p| p))
 }
 
 /// Reads `/proc/self/pagemap` entries: bit 63 means "present in RAM".
@@ -114,7 +98,9 @@ pub fn resident_pages(data: &[u8], how: Residency) -> Vec<bool> {
     match how {
         Residency::Mincore => {
             let mut vec = vec![0u8; pages];
-            // SAFETY: as in `is_resident`.
+            // SAFETY: [start, end) is page-aligned and lies inside a mapping
+            // that `data` borrows (so it stays mapped); `vec` has one byte per
+            // page, as mincore requires.
             let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
             if rc != 0 {
                 return Vec::new();
