@@ -150,3 +150,33 @@ fn an_unmappable_file_streams_with_pread_and_fails_if_it_shrinks() {
         assert!(got.len() <= 1000 && got[..] == data[..got.len()]);
     });
 }
+
+#[test]
+fn a_mapped_body_goes_out_in_one_large_chunk_then_stream_chunks() {
+    use http_body::Body;
+    use mapserve::body::{MAX_CHUNK, STREAM_CHUNK};
+    use mapserve::response::{self, FileContext, Plan, Policy};
+    let dir = scratch("chunks");
+    let data: Vec<u8> = (0..(3u32 << 20) + 7).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("f"), &data).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cache = config(&dir, 64 << 20, 0);
+    rt.block_on(async {
+        let entry = cache.get(b"f").await.unwrap();
+        assert!(matches!(entry.content, Content::Mapped(_)));
+        let policy = Policy::default();
+        let ctx = FileContext { policy: &policy, cache: &cache, fd: None, window: None };
+        let mut body = response::file(&entry, Plan::Full, false, &ctx).into_body();
+        let (mut sizes, mut out) = (Vec::new(), Vec::new());
+        while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let bytes = frame.unwrap().into_data().unwrap();
+            sizes.push(bytes.len());
+            out.extend_from_slice(&bytes);
+        }
+        assert_eq!(out, data, "every byte, in order");
+        assert_eq!(sizes[0], MAX_CHUNK, "a first chunk of up to 1 MiB");
+        assert!(sizes[1..].iter().all(|&n| n <= STREAM_CHUNK), "then stream chunks: {sizes:?}");
+        assert_eq!(sizes.len(), 1 + (2 << 20) / STREAM_CHUNK + 1);
+    });
+}
