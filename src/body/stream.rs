@@ -16,9 +16,9 @@
 //!    nothing past it is sent;
 //! 4. **residency**: a chunk whose pages are not all in memory is faulted in
 //!    on the blocking pool first (`MADV_POPULATE_READ`), so a runtime worker
-//!    never waits for the disk inside `writev`. Chunks inside 2 MiB granules
-//!    the last sweep found entirely in memory skip the probe; a page evicted
-//!    since is noticed within one sweep interval (2 s).
+//!    never waits for the disk inside `writev`. Chunks whose pages the last
+//!    sweep found all in memory skip the probe; a page evicted since is
+//!    noticed within one sweep interval (2 s).
 
 use crate::cache::{Content, Entry, FileCache, Window};
 use crate::fs::FsError;

@@ -64,19 +64,19 @@ pub struct Window {
     pub probe: Probe,
     /// How to learn whether its pages are in memory.
     pub residency: Residency,
-    /// One bit per [`GRANULE`] of the window, set by the sweep when every
-    /// page of that granule was found in memory: chunks inside known-resident
-    /// granules skip the per-chunk probe (a page evicted since is noticed
-    /// within one sweep interval).
+    /// One bit per page of the window, set by the sweep (and at map time)
+    /// when that page was found in memory: chunks whose pages are all known
+    /// resident skip the per-chunk probe (a page evicted since is noticed
+    /// within one sweep interval). Per page, not per larger granule, because
+    /// the kernel reclaims the cold pages around a hot range one by one: a
+    /// hot 1 KiB range inside a 2 MiB granule with one evicted page would
+    /// otherwise pay a `mincore` on every request.
     pub known_resident: Box<[AtomicU64]>,
 }
 
-/// Residency is remembered per 2 MiB of a window.
-pub const GRANULE: u64 = 2 << 20;
-
-/// The empty residency map for a window of `len` bytes.
+/// The empty residency map for a window of `len` bytes (2 KiB for 64 MiB).
 pub fn residency_map(len: u64) -> Box<[AtomicU64]> {
-    (0..len.div_ceil(GRANULE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
+    (0..len.div_ceil(crate::limits::page_size()).div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
 }
 
 impl Window {
@@ -89,14 +89,8 @@ impl Window {
     pub fn refresh_residency(&self) -> u64 {
         let pages = crate::mmap::resident_pages(&self.bytes, self.residency);
         let page = crate::limits::page_size();
-        let per_granule = (GRANULE / page).max(1) as usize;
-        for (word, chunk) in self.known_resident.iter().zip(pages.chunks(per_granule * 64)) {
-            let mut bits = 0u64;
-            for (bit, granule) in chunk.chunks(per_granule).enumerate() {
-                if granule.iter().all(|&p| p) {
-                    bits |= 1 << bit;
-                }
-            }
+        for (word, chunk) in self.known_resident.iter().zip(pages.chunks(64)) {
+            let bits = chunk.iter().enumerate().fold(0u64, |bits, (i, &p)| bits | (u64::from(p) << i));
             word.store(bits, Ordering::Release);
         }
         pages.iter().filter(|&&p| p).count() as u64 * page
@@ -105,12 +99,17 @@ impl Window {
     /// Whether the last sweep found every page of the window's bytes
     /// `[from, from + len)` in memory.
     pub fn is_known_resident(&self, from: u64, len: u64) -> bool {
-        let first = from / GRANULE;
-        let last = from.saturating_add(len.max(1) - 1) / GRANULE;
-        (first..=last).all(|g| {
+        let page = crate::limits::page_size();
+        let first = from / page;
+        let last = from.saturating_add(len.max(1) - 1) / page;
+        // Word by word: a 1 MiB chunk of 4 KiB pages is four loads.
+        (first / 64..=last / 64).all(|w| {
+            let lo = if w == first / 64 { first % 64 } else { 0 };
+            let hi = if w == last / 64 { last % 64 } else { 63 };
+            let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
             self.known_resident
-                .get((g / 64) as usize)
-                .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (g % 64)) != 0)
+                .get(w as usize)
+                .is_some_and(|word| word.load(Ordering::Acquire) & mask == mask)
         })
     }
 
@@ -253,27 +252,48 @@ mod tests {
     }
 
     #[test]
-    fn residency_is_remembered_per_granule() {
+    fn residency_is_remembered_per_page() {
+        let page = crate::limits::page_size();
+        let pages = 4096 + 37; // the last word of bits is partial
+        let len = pages * page;
         let dir = std::env::temp_dir().join(format!("mapserve-granule-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("f");
-        std::fs::write(&path, vec![1u8; (3 * GRANULE) as usize]).unwrap();
+        std::fs::write(&path, vec![1u8; len as usize]).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let region = crate::mmap::Region::map(&file, 0, (3 * GRANULE) as usize).unwrap();
+        let region = crate::mmap::Region::map(&file, 0, len as usize).unwrap();
         let w = Window {
             probe: region.probe(),
             bytes: Bytes::from_owner(region),
             start: 0,
             residency: crate::mmap::Residency::Pagemap,
-            known_resident: residency_map(3 * GRANULE),
+            known_resident: residency_map(len),
         };
-        assert!(!w.is_known_resident(0, 10));
-        // Touch (map) only the middle granule, then refresh.
-        crate::mmap::populate(&w.bytes[GRANULE as usize..2 * GRANULE as usize]).unwrap();
-        assert_eq!(w.refresh_residency(), GRANULE);
-        assert!(w.is_known_resident(GRANULE + 5, 1000));
-        assert!(!w.is_known_resident(GRANULE - 5, 10), "spans into a cold granule");
-        assert!(!w.is_known_resident(2 * GRANULE, 1));
+        assert!(!w.is_known_resident(0, 10), "nothing known before a sweep");
+        // Map a run across a word boundary and the last page (the kernel
+        // maps neighbours too: fault-around, large folios), then refresh.
+        let at = |p: u64| (p * page) as usize;
+        crate::mmap::populate(&w.bytes[at(1000)..at(1071)]).unwrap();
+        crate::mmap::populate(&w.bytes[at(pages - 1)..]).unwrap();
+        let truth = crate::mmap::resident_pages(&w.bytes, w.residency);
+        assert_eq!(w.refresh_residency(), truth.iter().filter(|&&p| p).count() as u64 * page);
+        assert!(truth.contains(&false), "some pages are cold, or the test proves nothing");
+        assert!(w.is_known_resident(1000 * page, 71 * page), "the mapped run");
+        assert!(w.is_known_resident(len - 5, 5), "the last page");
+        // Every span agrees with the page-by-page truth: single pages, spans
+        // across word boundaries, spans from a byte inside a page.
+        let model = |from: u64, n: u64| {
+            truth[(from / page) as usize..=((from + n - 1) / page) as usize].iter().all(|&p| p)
+        };
+        for first in 0..pages {
+            for (off, n) in [(0, 1), (5, page), (0, 64 * page), (page - 1, 2), (0, 130 * page)] {
+                let from = first * page + off;
+                if from + n <= len {
+                    assert_eq!(w.is_known_resident(from, n), model(from, n), "span {from}+{n}");
+                }
+            }
+        }
+        assert!(!w.is_known_resident(0, len + 1), "past the end");
     }
 
     #[test]
