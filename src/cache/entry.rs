@@ -34,10 +34,12 @@ pub enum Content {
     Stream(Arc<OwnedFd>),
 }
 
-/// The descriptor of a windowed file, shared by the responses using it.
+/// The descriptor of a windowed file, shared by the responses using it, and
+/// which of its windows have been mapped.
 #[derive(Debug, Default)]
 pub struct Windowed {
     fd: std::sync::Mutex<std::sync::Weak<OwnedFd>>,
+    mapped: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Windowed {
@@ -49,6 +51,16 @@ impl Windowed {
     /// Remembers a (re)opened descriptor.
     pub fn remember(&self, fd: &Arc<OwnedFd>) {
         *self.fd.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(fd);
+    }
+
+    /// Records that window `index` was mapped (and so may be cached).
+    pub fn note_mapped(&self, index: u64) {
+        self.mapped.lock().unwrap_or_else(|e| e.into_inner()).insert(index);
+    }
+
+    /// The windows mapped so far, forgetting them.
+    pub fn take_mapped(&self) -> std::collections::BTreeSet<u64> {
+        std::mem::take(&mut *self.mapped.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -66,6 +66,9 @@ impl Shared {
         });
         // Learn residency now, on the blocking pool, not in the first requests.
         window.refresh_residency();
+        if let super::Content::Windowed(windowed) = &entry.content {
+            windowed.note_mapped(index);
+        }
         drop(self.table.insert(&key(entry.id, index), Cached::Window(window.clone())));
         Ok(Some(window))
     }
@@ -80,13 +83,13 @@ impl Shared {
     }
 
     /// Drops the cached windows of `entry` (when it goes stale), so that a
-    /// replaced or deleted file's mappings do not wait for eviction.
+    /// replaced or deleted file's mappings do not wait for eviction. Only the
+    /// windows it ever mapped are looked at, not every window the file could
+    /// have: this may run on a runtime worker, and a huge file with small
+    /// windows has millions of those.
     pub(super) fn drop_windows(&self, entry: &Entry) {
-        if !matches!(entry.content, super::Content::Windowed(_)) {
-            return;
-        }
-        let windows = entry.len().div_ceil(self.window_size.max(1));
-        for index in 0..windows {
+        let super::Content::Windowed(windowed) = &entry.content else { return };
+        for index in windowed.take_mapped() {
             drop(self.table.remove_if(&key(entry.id, index), |_| true));
         }
     }

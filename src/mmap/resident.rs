@@ -110,9 +110,3 @@ pub fn resident_pages(data: &[u8], how: Residency) -> Vec<bool> {
         Residency::Pagemap => pagemap(start / page, pages).unwrap_or_default(),
     }
 }
-
-/// Counts the bytes of `data` in memory, the way `how` tells it.
-pub fn resident_bytes(data: &[u8], how: Residency) -> u64 {
-    let page = crate::limits::page_size();
-    resident_pages(data, how).iter().filter(|&&p| p).count() as u64 * page
-}

@@ -201,8 +201,16 @@ impl ConnIo {
                 if self.splicer.is_none() {
                     match Splicer::new() {
                         Ok(s) => self.splicer = Some(s),
-                        // No descriptors for a pipe: copy instead.
-                        Err(_) => return Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..1]),
+                        // No descriptors for a pipe: copy instead (and forget
+                        // the slice once written, so it pins no mapping).
+                        Err(_) => {
+                            let first = &bufs[..1];
+                            let r = Pin::new(&mut self.stream).poll_write_vectored(cx, first);
+                            if let Poll::Ready(Ok(n)) = &r {
+                                self.note_written(first, *n);
+                            }
+                            return r;
+                        }
                     }
                 }
                 let Some(splicer) = self.splicer.as_mut() else { return Poll::Ready(Ok(0)) };

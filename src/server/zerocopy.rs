@@ -56,16 +56,7 @@ impl Splicer {
     pub fn poll_drain(&mut self, stream: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.pending > 0 {
             ready!(stream.poll_write_ready(cx))?;
-            let moved = stream.try_io(Interest::WRITABLE, || {
-                rustix::pipe::splice(&self.read, None, stream, None, self.pending, SpliceFlags::NONBLOCK)
-                    .map_err(io::Error::from)
-            });
-            match moved {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.pending -= n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+            self.splice_out(stream)?;
         }
         Poll::Ready(Ok(()))
     }
@@ -73,18 +64,29 @@ impl Splicer {
     /// Tries to move the pipe to the socket without waiting.
     pub fn drain_now(&mut self, stream: &TcpStream) -> io::Result<()> {
         while self.pending > 0 {
-            let moved = stream.try_io(Interest::WRITABLE, || {
-                rustix::pipe::splice(&self.read, None, stream, None, self.pending, SpliceFlags::NONBLOCK)
-                    .map_err(io::Error::from)
-            });
-            match moved {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.pending -= n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+            if !self.splice_out(stream)? {
+                return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// One `splice` from the pipe to the socket; `false` if the socket was
+    /// full (tokio then waits for writability again).
+    fn splice_out(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        let moved = stream.try_io(Interest::WRITABLE, || {
+            rustix::pipe::splice(&self.read, None, stream, None, self.pending, SpliceFlags::NONBLOCK)
+                .map_err(io::Error::from)
+        });
+        match moved {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                self.pending -= n;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
