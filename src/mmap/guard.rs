@@ -18,10 +18,18 @@
 //! The registry is a fixed array of atomics: the handler looks addresses up
 //! without locks or allocation. A mapping is unregistered before it is
 //! unmapped, so a later mapping at the same address is never "repaired" by
-//! mistake. The same page is never repaired twice in a row: if the repair did
-//! not take, the fault is passed on rather than looping forever.
+//! mistake.
+//!
+//! Several threads may fault on the same page at once: those that come
+//! second find the page already repaired, and simply map a zero page over it
+//! again (harmless: both are zero pages). What must never happen is to pass
+//! such a fault on, because the previous handler (Rust's) resets SIGBUS to
+//! the default disposition, and the guard would be gone. Only a fault that
+//! *the same thread* takes again on the page it has just repaired, in the same
+//! mapping, means the repair did not take; that one is passed on (and kills
+//! the process) rather than looping forever.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::Once;
@@ -51,7 +59,6 @@ static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 static REGISTERED: AtomicUsize = AtomicUsize::new(0);
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 static REPAIRS: AtomicU64 = AtomicU64::new(0);
-static LAST_REPAIRED_PAGE: AtomicUsize = AtomicUsize::new(0);
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
 static INSTALL: Once = Once::new();
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -173,12 +180,19 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     unsafe { chain(sig, info, ctx) }
 }
 
+thread_local! {
+    /// The last repair this thread made: (page, slot, generation). Const
+    /// initialised and without a destructor, so reading it in the signal
+    /// handler is a plain thread-local load.
+    static LAST_REPAIR: Cell<(usize, usize, u64)> = const { Cell::new((0, 0, 0)) };
+}
+
 /// Maps a zero page over `addr` if it lies in a registered range.
-/// Async-signal-safe: atomics and one `mmap` system call.
+/// Async-signal-safe: atomics, a thread-local and one `mmap` system call.
 fn repair(addr: usize) -> bool {
     let page_size = PAGE_SIZE.load(Ordering::Relaxed);
     let page = addr & !(page_size - 1);
-    for slot in REGISTRY.iter() {
+    for (index, slot) in REGISTRY.iter().enumerate() {
         let start = slot.start.load(Ordering::Acquire);
         if start == 0 || addr < start {
             continue;
@@ -187,15 +201,20 @@ fn repair(addr: usize) -> bool {
         if addr - start >= len {
             continue;
         }
-        if LAST_REPAIRED_PAGE.swap(page, Ordering::AcqRel) == page && slot.poisoned.load(Ordering::Acquire) {
-            // The same page faulted again right after a repair: give up.
-            LAST_REPAIRED_PAGE.store(0, Ordering::Release);
+        let generation = slot.generation.load(Ordering::Acquire);
+        let this = (page, index, generation);
+        if LAST_REPAIR.with(Cell::get) == this {
+            // This thread repaired this very page of this mapping and faulted
+            // on it again: the repair did not take. Pass it on.
+            LAST_REPAIR.with(|c| c.set((0, 0, 0)));
             return false;
         }
         // SAFETY: `page` is page-aligned and lies inside a mapping we own and
         // that stays mapped while registered; replacing that one page with a
         // private anonymous page (zeros, read-only) cannot affect any other
-        // memory. The later munmap of the whole mapping removes it too.
+        // memory. If another thread repaired it already, this replaces one
+        // zero page with another. The later munmap of the whole mapping
+        // removes it too.
         let result = unsafe {
             libc::mmap(
                 page as *mut libc::c_void,
@@ -209,6 +228,7 @@ fn repair(addr: usize) -> bool {
         if result == libc::MAP_FAILED {
             return false;
         }
+        LAST_REPAIR.with(|c| c.set(this));
         slot.poisoned.store(true, Ordering::Release);
         EPOCH.fetch_add(1, Ordering::AcqRel);
         REPAIRS.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +261,20 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
         f(sig);
     }
+}
+
+/// Whether SIGBUS is handled by the guard right now (read from the kernel,
+/// not from a flag: another handler could have replaced it).
+pub fn is_active() -> bool {
+    // SAFETY: querying the disposition (null new action) writes only `current`.
+    let current = unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut current) != 0 {
+            return false;
+        }
+        current
+    };
+    current.sa_sigaction == on_sigbus as *const () as usize
 }
 
 /// Reports whether the handler could be installed, for the start-up log.

@@ -184,6 +184,40 @@ mod tests {
         assert!(guard::epoch() > before);
     }
 
+    /// Several threads fault on the same truncated page at once: the ones that
+    /// come second find it already repaired. None of them may give the fault
+    /// to the previous handler (Rust's resets SIGBUS to the default), or the
+    /// guard is gone and the next truncation kills the process.
+    #[test]
+    fn concurrent_faults_on_one_page_leave_the_guard_installed() {
+        let page = crate::limits::page_size() as usize;
+        let threads = 8;
+        let mut tmp = tempfile_in_target("sigbus-race");
+        for round in 0..300 {
+            tmp.set_len(0).unwrap();
+            tmp.write_all(&vec![b'C'; 8 * page]).unwrap();
+            let region = Region::map(&tmp, 0, 8 * page).unwrap();
+            tmp.set_len(page as u64).unwrap();
+            let barrier = std::sync::Barrier::new(threads);
+            let target = region.as_slice().as_ptr() as usize + 4 * page + 17;
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        barrier.wait();
+                        // SAFETY (test): `target` lies inside `region`, which
+                        // outlives the scope; the guard repairs the fault.
+                        let b = unsafe { std::ptr::read_volatile(target as *const u8) };
+                        assert_eq!(b, 0, "a lost page reads as zeros");
+                    });
+                }
+            });
+            assert!(region.probe().is_poisoned());
+            assert!(guard::is_active(), "round {round}: the SIGBUS disposition is no longer the guard's");
+            use std::io::Seek;
+            tmp.seek(std::io::SeekFrom::Start(0)).unwrap();
+        }
+    }
+
     /// Run only as a child of the next test: faults on a mapping that is not
     /// registered, which must kill the process as it always would.
     #[test]

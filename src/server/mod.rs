@@ -239,6 +239,9 @@ async fn log_stats(cache: FileCache) {
 /// The cache and mapping totals, in one log line (every minute and at exit).
 fn log_totals(cache: &FileCache) {
     use std::sync::atomic::Ordering::Relaxed;
+    if !crate::mmap::guard::is_active() {
+        tracing::warn!("the SIGBUS guard is no longer the process's SIGBUS handler (replaced by other code?)");
+    }
     let s = cache.stats();
     tracing::info!(
         entries = s.entries,
@@ -248,6 +251,7 @@ fn log_totals(cache: &FileCache) {
         windows_mapped = s.windows_mapped,
         pread_spans = s.pread_spans,
         guard_repairs = crate::mmap::guard::repairs(),
+        guard_active = crate::mmap::guard::is_active(),
         unmaps_reaper = crate::cache::budget::UNMAPS.reaper.load(Relaxed),
         unmaps_blocking_pool = crate::cache::budget::UNMAPS.inline.load(Relaxed),
         hits = s.hits,
