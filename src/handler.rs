@@ -11,7 +11,7 @@
 //!    line and releases the connection's in-flight mark when it ends.
 
 use crate::body::AccessRecord;
-use crate::cache::{Content, Entry, FileCache};
+use crate::cache::{Content, Entry, FileCache, Held, HoldError, Reads};
 use crate::error::ServeError;
 use crate::http::conditional::{self, Decision, Validators};
 use crate::http::range::{self, RangeOutcome};
@@ -120,30 +120,37 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
         return Ok(response::redirect(directory_location(req), head));
     }
     let mut plan = plan(app, req, &entry);
-    // A windowed file's response holds its descriptor from here on, so it
-    // can finish with this version even if the path is replaced meanwhile;
-    // a range inside one cached window needs no descriptor at all.
-    let mut fd = None;
-    let mut window = None;
-    if let Content::Windowed(_) = entry.content {
-        window = match &plan {
-            Plan::Single(r) => app.cache.cached_span(&entry, r.first, r.len()),
-            _ => None,
-        };
-        if window.is_none() && !head && matches!(plan, Plan::Full | Plan::Single(_) | Plan::Multi(_)) {
-            fd = match Box::pin(app.cache.hold(&entry)).await {
-                Ok(fd) => fd,
-                Err(_) => {
-                    // Replaced between the lookup and the open: serve the new one.
-                    entry = Box::pin(app.cache.load(key.as_bytes())).await?;
-                    plan = self::plan(app, req, &entry);
-                    Box::pin(app.cache.hold(&entry)).await?
+    let mut held = Held::default();
+    if FileCache::needs_hold(&entry) {
+        held = match Box::pin(app.cache.hold_for(&entry, reads(&plan, head))).await {
+            Ok(held) => held,
+            // Replaced between the lookup and the open: serve the new version.
+            Err(HoldError::Stale) => {
+                entry = Box::pin(app.cache.reload(key.as_bytes(), &entry)).await?;
+                plan = self::plan(app, req, &entry);
+                match Box::pin(app.cache.hold_for(&entry, reads(&plan, head))).await {
+                    Ok(held) => held,
+                    Err(HoldError::Stale) => return Err(ServeError::NotFound),
+                    Err(HoldError::Fs(e)) => return Err(e.into()),
                 }
-            };
-        }
+            }
+            Err(HoldError::Fs(e)) => return Err(e.into()),
+        };
     }
-    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, fd, window };
+    let ctx =
+        response::FileContext { policy: &app.policy, cache: &app.cache, fd: held.fd, window: held.window };
     Ok(response::file(&entry, plan, head, &ctx))
+}
+
+/// What the response planned reads of the file.
+fn reads(plan: &Plan, head: bool) -> Reads {
+    match plan {
+        _ if head => Reads::Nothing,
+        Plan::Full => Reads::One { first: 0, len: u64::MAX },
+        Plan::Single(r) => Reads::One { first: r.first, len: r.len() },
+        Plan::Multi(_) => Reads::Several,
+        Plan::NotModified | Plan::PreconditionFailed | Plan::Unsatisfiable => Reads::Nothing,
+    }
 }
 
 /// Preconditions (RFC 9110 §13.2.2), then the range, decide what to send.

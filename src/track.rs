@@ -4,39 +4,53 @@
 //! * how many responses are in flight, and a counter bumped when a request
 //!   starts: the I/O wrapper reads these to tell an idle connection from a
 //!   slow request head from a busy one (see `server::conn`);
-//! * the large slices of file mappings that response bodies have handed to
-//!   hyper: when hyper writes one of them, the I/O wrapper moves it to the
-//!   socket with `vmsplice` + `splice` instead of copying it (see
-//!   `server::zerocopy`). Holding the `Bytes` here keeps the mapping, and so
-//!   the address range, alive until the bytes have been handed to the kernel.
+//! * the file mappings this connection's response bodies have read from
+//!   (their guard probes, not the bytes: nothing here keeps a mapping
+//!   alive). The I/O wrapper uses them twice: a large write that lies inside
+//!   one of them is moved to the socket with `vmsplice` + `splice` instead of
+//!   being copied (see `server::zerocopy`), and a write is refused when one of
+//!   them has been poisoned by the SIGBUS guard, since bytes copied out of it
+//!   in user space (h2 copies small frames) may be zeros.
 
 use crate::mmap::guard::Probe;
-use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Mapped slices shorter than this are written with `writev`: a copy is
 /// cheaper than the extra system calls of splicing.
 pub const MIN_SPLICE: usize = 64 << 10;
+
+/// Most mappings remembered per connection. A connection whose responses
+/// read from more at once (many HTTP/2 streams) forgets the oldest: their
+/// large chunks are then copied instead of spliced, and any SIGBUS repair
+/// anywhere aborts the connection (it can no longer tell whether it was one
+/// of its own).
+const PROBES: usize = 32;
 
 /// Shared by a connection and its requests.
 #[derive(Debug, Default)]
 pub struct ConnTracker {
     in_flight: AtomicUsize,
     started: AtomicU64,
-    has_mapped: AtomicBool,
-    mapped: Mutex<VecDeque<Bytes>>,
-    probes: Mutex<VecDeque<Probe>>,
+    probe_count: AtomicUsize,
+    probes: Mutex<Probes>,
 }
 
-/// Most poison probes remembered per connection.
-const PROBES: usize = 8;
+#[derive(Debug, Default)]
+struct Probes {
+    list: VecDeque<Probe>,
+    overflowed: bool,
+}
 
 impl ConnTracker {
     /// A tracker for a new connection.
     pub fn new() -> Arc<ConnTracker> {
         Arc::new(ConnTracker::default())
+    }
+
+    fn probes(&self) -> MutexGuard<'_, Probes> {
+        self.probes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Responses started and not yet finished.
@@ -49,75 +63,51 @@ impl ConnTracker {
         self.started.load(Ordering::Acquire)
     }
 
-    /// Records a slice of a file mapping that a body has just handed to hyper.
-    pub fn offer_mapped(&self, chunk: Bytes) {
-        let mut q = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
-        q.push_back(chunk);
-        self.has_mapped.store(true, Ordering::Release);
-    }
-
-    /// Whether any offered mapped slice is still unwritten (cheap check).
-    pub fn has_mapped(&self) -> bool {
-        self.has_mapped.load(Ordering::Acquire)
-    }
-
-    /// Whether `[ptr, ptr + len)` lies inside an offered mapped slice. Slices
-    /// offered before the matching one have been written already (hyper
-    /// writes in order) and are forgotten.
-    pub fn is_mapped(&self, ptr: usize, len: usize) -> bool {
-        let mut q = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
-        let end = ptr.saturating_add(len);
-        let found = q.iter().position(|c| {
-            let start = c.as_ptr() as usize;
-            ptr >= start && end <= start.saturating_add(c.len())
-        });
-        match found {
-            Some(i) => {
-                q.drain(..i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Forgets the first offered slice if `[..end)` finished it.
-    pub fn wrote_up_to(&self, end: usize) {
-        let mut q = self.mapped.lock().unwrap_or_else(|e| e.into_inner());
-        if q.front().is_some_and(|c| c.as_ptr() as usize + c.len() == end) {
-            q.pop_front();
-        }
-        if q.is_empty() {
-            self.has_mapped.store(false, Ordering::Release);
-        }
-    }
-
-    /// Remembers the mapping a chunk came from, so that the connection can
-    /// tell whether bytes it is about to write were read from a mapping the
-    /// SIGBUS guard has since poisoned (see `server::conn`).
+    /// Remembers the mapping a chunk came from.
     pub fn note_probe(&self, probe: Probe) {
-        let mut q = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-        if q.back() != Some(&probe) && !q.contains(&probe) {
-            if q.len() == PROBES {
-                q.pop_front();
-            }
-            q.push_back(probe);
+        let mut p = self.probes();
+        if p.list.back() == Some(&probe) || p.list.contains(&probe) {
+            return;
         }
+        if p.list.len() == PROBES {
+            p.list.pop_front();
+            p.overflowed = true;
+        }
+        p.list.push_back(probe);
+        self.probe_count.store(p.list.len(), Ordering::Release);
     }
 
-    /// Whether any remembered mapping is poisoned.
-    pub fn any_poisoned(&self) -> bool {
-        let q = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-        q.iter().any(Probe::is_poisoned)
+    /// Whether any mapping is remembered (cheap check before a write).
+    pub fn has_probes(&self) -> bool {
+        self.probe_count.load(Ordering::Acquire) > 0
+    }
+
+    /// The remembered mapping that `data` lies in, if it is still mapped.
+    pub fn mapping_of(&self, data: &[u8]) -> Option<Probe> {
+        self.probes().list.iter().rev().find(|p| p.contains(data)).copied()
+    }
+
+    /// Whether a remembered mapping is poisoned, or one may have been
+    /// forgotten (called only after the guard repaired a fault somewhere).
+    pub fn may_have_read_poison(&self) -> bool {
+        let p = self.probes();
+        p.overflowed || p.list.iter().any(Probe::is_poisoned)
+    }
+
+    /// Forgets every mapping: called by the connection once all it has
+    /// written is flushed and no response is in flight.
+    pub fn forget_probes(&self) {
+        let mut p = self.probes();
+        p.list.clear();
+        p.overflowed = false;
+        self.probe_count.store(0, Ordering::Release);
     }
 
     /// Marks a request as started; the guard marks its response finished when
     /// dropped (with the response body, or with the handler if it is cancelled).
     pub fn begin(self: &Arc<Self>) -> RequestGuard {
         self.started.fetch_add(1, Ordering::AcqRel);
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            // Nothing in flight: every byte of earlier responses is written.
-            self.probes.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         RequestGuard { tracker: self.clone() }
     }
 }

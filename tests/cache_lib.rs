@@ -11,17 +11,25 @@ use std::sync::Arc;
 /// A cache over `dir` with the given budget and small-file limit, 64 MiB
 /// windows and inotify change detection.
 fn config(dir: &std::path::Path, max_bytes: u64, small_file_max: u64) -> FileCache {
-    FileCache::new(
-        Root::new(dir, false).unwrap(),
-        &CacheConfig {
-            max_bytes,
-            max_entries: 100,
-            small_file_max,
-            inotify: true,
-            prefault: true,
-            window_size: 64 << 20,
-        },
-    )
+    cache_over(dir, |c| {
+        c.max_bytes = max_bytes;
+        c.small_file_max = small_file_max;
+    })
+}
+
+/// A cache over `dir`: 64 MiB budget, 100 entries, everything mapped, 64 MiB
+/// windows, inotify, as `tweak` changes it.
+fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> FileCache {
+    let mut c = CacheConfig {
+        max_bytes: 64 << 20,
+        max_entries: 100,
+        small_file_max: 0,
+        inotify: true,
+        prefault: true,
+        window_size: 64 << 20,
+    };
+    tweak(&mut c);
+    FileCache::new(Root::new(dir, false).unwrap(), &c)
 }
 
 /// The body of the response `plan` asks for, built as the handler builds it
@@ -192,21 +200,14 @@ fn a_stale_windowed_file_drops_the_windows_it_mapped_and_only_looks_at_those() {
     // 1 TiB, sparse, in one-page windows: 268 million windows it could have.
     std::fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
     let page = 4096;
-    let cache = FileCache::new(
-        Root::new(&dir, false).unwrap(),
-        &CacheConfig {
-            max_bytes: 64 << 20,
-            max_entries: 100,
-            small_file_max: 0,
-            inotify: true,
-            prefault: true,
-            window_size: page,
-        },
-    );
+    let cache = cache_over(&dir, |c| {
+        c.window_size = page;
+    });
     runtime().block_on(async {
         let entry = cache.get(b"huge").await.unwrap();
         assert!(matches!(entry.content, Content::Windowed(_)));
-        let fd = cache.hold(&entry).await.unwrap().unwrap();
+        let held = cache.hold_for(&entry, mapserve::cache::Reads::Several).await.unwrap();
+        let fd = held.fd.unwrap();
         for index in [0, 5, (1 << 28) - 1] {
             assert!(cache.window(entry.clone(), fd.clone(), index).await.unwrap().is_some());
         }
@@ -224,4 +225,131 @@ fn a_stale_windowed_file_drops_the_windows_it_mapped_and_only_looks_at_those() {
         assert_eq!(cache.stats().entries, 0, "no window of the old version is left cached");
         assert!(cache.cached_window(&entry, 5).is_none());
     });
+}
+
+#[test]
+fn chunks_waiting_in_hyper_keep_their_mapping_pinned_so_eviction_skips_it() {
+    use http_body::Body;
+    let dir = scratch("chunk-pins");
+    for i in 0..6 {
+        std::fs::write(dir.join(format!("a{i}")), vec![i as u8; 1 << 20]).unwrap();
+    }
+    std::fs::write(dir.join("c"), vec![9u8; 1 << 20]).unwrap();
+    std::fs::write(dir.join("b"), vec![7u8; 2 << 20]).unwrap();
+    let rt = runtime();
+    // Room for the six held files and one more: loading `b` must evict.
+    let cache = config(&dir, 8 << 20, 0);
+    rt.block_on(async {
+        // Six responses each handed hyper a chunk and ended: their bodies are
+        // gone, the chunks wait in hyper's write queue.
+        let mut queued = Vec::new();
+        for i in 0..6 {
+            let entry = cache.get(format!("a{i}").as_bytes()).await.unwrap();
+            assert!(matches!(entry.content, Content::Mapped(_)));
+            let mut body = body_of(&cache, &entry, Plan::Full);
+            let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+            queued.push(frame.unwrap().unwrap().into_data().unwrap());
+        }
+        drop(cache.get(b"c").await.unwrap());
+        let loads = cache.stats().loads;
+        // 2 MiB for `b`: evicting a held file frees nothing; only `c` helps.
+        let b = cache.get(b"b").await.unwrap();
+        assert!(cache.stats().bytes <= 8 << 20);
+        for i in 0..6 {
+            assert!(cache.lookup(format!("a{i}").as_bytes()).is_some(), "a{i} was evicted while in use");
+        }
+        assert!(cache.lookup(b"c").is_none(), "the unused entry made room");
+        assert_eq!(cache.stats().loads, loads + 1);
+        drop(b);
+        assert_eq!(queued.iter().map(|q| q.len()).sum::<usize>(), 6 << 20);
+    });
+}
+
+#[test]
+fn the_entry_cap_holds_even_when_every_entry_is_in_use() {
+    let dir = scratch("cap");
+    for i in 0..8 {
+        std::fs::write(dir.join(format!("f{i}")), vec![i as u8; 100_000]).unwrap();
+    }
+    let cache = cache_over(&dir, |c| {
+        c.max_entries = 4;
+    });
+    runtime().block_on(async {
+        // Every entry held by a response: nothing can be evicted.
+        let mut held = Vec::new();
+        for i in 0..8 {
+            let e = cache.get(format!("f{i}").as_bytes()).await.unwrap();
+            assert!(cache.stats().entries <= 4, "{} entries over a cap of 4", cache.stats().entries);
+            assert!(cache.stats().maps <= 4, "{} mappings over a cap of 4", cache.stats().maps);
+            held.push(e);
+        }
+        // Entries past the cap are still served, from a descriptor.
+        assert!(held.iter().skip(4).all(|e| matches!(e.content, Content::Stream(_))));
+        held.clear();
+        let e = cache.get(b"f7").await.unwrap();
+        assert!(matches!(e.content, Content::Mapped(_)), "room is made once the pins are gone");
+        assert!(cache.stats().entries <= 4);
+    });
+}
+
+#[test]
+fn holding_a_replaced_file_is_stale_but_running_out_of_descriptors_is_not() {
+    if std::env::var_os("MAPSERVE_HOLD_CHILD").is_some() {
+        return hold_child();
+    }
+    // In a child process: it lowers its own descriptor limit.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holding_a_replaced_file_is_stale_but_running_out_of_descriptors_is_not",
+            "--nocapture",
+        ])
+        .env("MAPSERVE_HOLD_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("child checks passed"), "{text}");
+}
+
+fn hold_child() {
+    use mapserve::cache::{HoldError, Reads};
+    use mapserve::fs::FsError;
+    let dir = scratch("hold");
+    std::fs::write(dir.join("w"), vec![5u8; 3 << 20]).unwrap();
+    std::fs::write(dir.join("r"), vec![6u8; 3 << 20]).unwrap();
+    let cache = cache_over(&dir, |c| {
+        c.window_size = 1 << 20;
+    });
+    runtime().block_on(async {
+        // Replaced between the lookup and the open: stale, and a reload
+        // gives the new version.
+        let r = cache.get(b"r").await.unwrap();
+        std::fs::write(dir.join("r.new"), vec![7u8; 2 << 20]).unwrap();
+        std::fs::rename(dir.join("r.new"), dir.join("r")).unwrap();
+        assert_eq!(cache.hold_for(&r, Reads::Several).await.unwrap_err(), HoldError::Stale);
+        let fresh = cache.reload(b"r", &r).await.unwrap();
+        assert_eq!(fresh.len(), 2 << 20);
+        assert!(cache.hold_for(&fresh, Reads::Several).await.unwrap().fd.is_some());
+
+        // Out of descriptors: an error of its own, and the entry stays cached.
+        let w = cache.get(b"w").await.unwrap();
+        let loads = cache.stats().loads;
+        let mut hog = Vec::new();
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let count = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit { current: Some(count + 8), maximum: limit.maximum },
+        )
+        .unwrap();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            hog.push(f);
+        }
+        let err = cache.hold_for(&w, Reads::Several).await.unwrap_err();
+        assert!(matches!(err, HoldError::Fs(FsError::Unavailable(_))), "{err:?}");
+        hog.clear();
+        assert!(cache.lookup(b"w").is_some_and(|e| Arc::ptr_eq(&e, &w)), "the cached entry was kept");
+        assert_eq!(cache.stats().loads, loads, "no reload");
+    });
+    println!("child checks passed");
 }

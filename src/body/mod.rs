@@ -231,9 +231,6 @@ impl http_body::Body for FileBody {
                             if let Some(probe) = chunk.probe {
                                 guard.tracker().note_probe(probe);
                             }
-                            if chunk.mapped && chunk.bytes.len() >= crate::track::MIN_SPLICE {
-                                guard.tracker().offer_mapped(chunk.bytes.clone());
-                            }
                         }
                         chunk.bytes
                     }

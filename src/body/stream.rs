@@ -192,7 +192,7 @@ impl FileStream {
                 }
             }
             let from = (self.offset - window.start) as usize;
-            let chunk = window.bytes.slice(from..from + n as usize);
+            let chunk = window.chunk(from, n as usize);
             self.offset += n;
 
             // 4. residency.

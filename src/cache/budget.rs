@@ -1,7 +1,8 @@
 //! The byte budget and the owners that give memory back to it.
 //!
 //! [`Budget`] counts every byte the cache has mapped or copied that is still
-//! alive, whether the cache still holds it or only an in-flight response does.
+//! alive, whether the cache still holds it or only an in-flight response does,
+//! and every mapping alive (each is a VMA, bounded by `vm.max_map_count`).
 //! A mapping or copy is made only after [`Budget::try_reserve`] succeeded, so
 //! the count never exceeds the limit: the bound is hard. The reservation is
 //! returned when the memory is really gone: for a mapping, after `munmap`.
@@ -17,32 +18,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, OnceLock};
 
-/// Live bytes and mappings against their limit.
+/// Live bytes and mappings against their limits.
 #[derive(Debug)]
 pub struct Budget {
     limit: u64,
+    max_maps: u64,
     used: AtomicU64,
     maps: AtomicU64,
 }
 
 impl Budget {
-    /// A budget of `limit` bytes.
-    pub fn new(limit: u64) -> Arc<Budget> {
-        Arc::new(Budget { limit, used: AtomicU64::new(0), maps: AtomicU64::new(0) })
+    /// A budget of `limit` bytes and `max_maps` mappings (each mapping is a
+    /// kernel VMA, which `vm.max_map_count` bounds per process).
+    pub fn new(limit: u64, max_maps: u64) -> Arc<Budget> {
+        Arc::new(Budget { limit, max_maps, used: AtomicU64::new(0), maps: AtomicU64::new(0) })
     }
 
-    /// Reserves `bytes` if that keeps the total within the limit.
+    /// Reserves `bytes` (and one mapping if `is_map`) if that keeps both
+    /// totals within their limits.
     pub fn try_reserve(self: &Arc<Self>, bytes: u64, is_map: bool) -> Option<Reservation> {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let next = used.checked_add(bytes).filter(|&n| n <= self.limit)?;
-            match self.used.compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => used = now,
-            }
-        }
         if is_map {
-            self.maps.fetch_add(1, Ordering::Relaxed);
+            let max = self.max_maps;
+            self.maps
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+                .ok()?;
+        }
+        let reserved = self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+            used.checked_add(bytes).filter(|&n| n <= self.limit)
+        });
+        if reserved.is_err() {
+            if is_map {
+                self.maps.fetch_sub(1, Ordering::AcqRel);
+            }
+            return None;
         }
         Some(Reservation { budget: self.clone(), bytes, is_map })
     }
@@ -75,7 +83,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
         if self.is_map {
-            self.budget.maps.fetch_sub(1, Ordering::Relaxed);
+            self.budget.maps.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -193,7 +201,7 @@ mod tests {
 
     #[test]
     fn reservations_never_exceed_the_limit_and_come_back() {
-        let b = Budget::new(100);
+        let b = Budget::new(100, 2);
         let r1 = b.try_reserve(60, true).unwrap();
         assert!(b.try_reserve(41, false).is_none());
         let r2 = b.try_reserve(40, false).unwrap();
@@ -205,6 +213,12 @@ mod tests {
         drop(r2);
         assert_eq!(b.used(), 0);
         assert!(b.try_reserve(u64::MAX, false).is_none());
+        let m1 = b.try_reserve(1, true).unwrap();
+        let m2 = b.try_reserve(1, true).unwrap();
+        assert!(b.try_reserve(1, true).is_none(), "the mapping cap");
+        assert!(b.try_reserve(1, false).is_some(), "copies need no mapping");
+        drop((m1, m2));
+        assert_eq!(b.maps(), 0);
     }
 
     #[test]
@@ -214,7 +228,7 @@ mod tests {
         let path = dir.join("f");
         std::fs::write(&path, vec![7u8; 8192]).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let budget = Budget::new(1 << 20);
+        let budget = Budget::new(1 << 20, 10);
         let make = || {
             let region = Region::map(&file, 0, 8192).unwrap();
             bytes::Bytes::from_owner(MapOwner::new(region, budget.try_reserve(8192, true).unwrap()))

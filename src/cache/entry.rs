@@ -28,21 +28,34 @@ pub enum Content {
     /// runs, so that each window of *this* version can be mapped even after
     /// the path is replaced; the entry itself only remembers it weakly, so
     /// idle cached entries hold no descriptors.
-    Windowed(Windowed),
+    Windowed(Arc<Windowed>),
     /// The file could not be mapped within the budget (or mmap failed): it is
     /// streamed with `pread` from this descriptor, and never cached.
     Stream(Arc<OwnedFd>),
 }
 
-/// The descriptor of a windowed file, shared by the responses using it, and
-/// which of its windows have been mapped.
+/// The descriptor of a windowed file, shared by the responses using it, which
+/// of its windows have been mapped, and whether the entry has been retired
+/// (dropped from the cache as stale): windows that responses still in flight
+/// map for a retired entry are used by them and never cached.
 #[derive(Debug, Default)]
 pub struct Windowed {
     fd: std::sync::Mutex<std::sync::Weak<OwnedFd>>,
     mapped: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Windowed {
+    /// Marks the entry as no longer cached.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the entry is no longer cached.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
     /// The descriptor, if a response still holds it open.
     pub fn live(&self) -> Option<Arc<OwnedFd>> {
         self.fd.lock().unwrap_or_else(|e| e.into_inner()).upgrade()
@@ -76,6 +89,9 @@ pub struct Window {
     pub probe: Probe,
     /// How to learn whether its pages are in memory.
     pub residency: Residency,
+    /// The windowed entry this window belongs to (`None` for the single
+    /// mapping of a whole file).
+    pub owner: Option<Arc<Windowed>>,
     /// One bit per page of the window, set by the sweep (and at map time)
     /// when that page was found in memory: chunks whose pages are all known
     /// resident skip the per-chunk probe (a page evicted since is noticed
@@ -91,7 +107,39 @@ pub fn residency_map(len: u64) -> Box<[AtomicU64]> {
     (0..len.div_ceil(crate::limits::page_size()).div_ceil(64)).map(|_| AtomicU64::new(0)).collect()
 }
 
+/// A slice of a window that keeps the window counted as in use (and its
+/// mapping alive) for as long as the slice exists, wherever it waits: in
+/// hyper's write queue, in h2's buffers, in a connection's lists.
+#[derive(Debug)]
+struct WindowSlice {
+    window: Arc<Window>,
+    from: usize,
+    to: usize,
+}
+
+impl AsRef<[u8]> for WindowSlice {
+    fn as_ref(&self) -> &[u8] {
+        self.window.bytes.get(self.from..self.to).unwrap_or_default()
+    }
+}
+
 impl Window {
+    /// `len` bytes of the window from `from` (an offset into the window), as
+    /// a zero-copy slice that pins the window while it lives. Clamped to the
+    /// window.
+    pub fn chunk(self: &Arc<Self>, from: usize, len: usize) -> Bytes {
+        let from = from.min(self.bytes.len());
+        let to = from.saturating_add(len).min(self.bytes.len());
+        Bytes::from_owner(WindowSlice { window: self.clone(), from, to })
+    }
+
+    /// Whether anything besides its one owner (the cache's table, or the
+    /// entry of a whole-file mapping) holds the window: a response streaming
+    /// it, or a slice of it waiting to be written.
+    pub fn in_use(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1
+    }
+
     /// File offset one past the last byte.
     pub fn end(&self) -> u64 {
         self.start.saturating_add(self.bytes.len() as u64)
@@ -123,6 +171,11 @@ impl Window {
                 .get(w as usize)
                 .is_some_and(|word| word.load(Ordering::Acquire) & mask == mask)
         })
+    }
+
+    /// Whether the window belongs to an entry that is no longer cached.
+    pub fn is_orphan(&self) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.is_retired())
     }
 
     /// Whether `offset` lies inside the window.
@@ -279,6 +332,7 @@ mod tests {
             bytes: Bytes::from_owner(region),
             start: 0,
             residency: crate::mmap::Residency::Pagemap,
+            owner: None,
             known_resident: residency_map(len),
         };
         assert!(!w.is_known_resident(0, 10), "nothing known before a sweep");

@@ -21,6 +21,19 @@ impl<T> Default for Flights<T> {
     }
 }
 
+impl<T> Flights<T> {
+    /// Keys with a load under way.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Capacity of the map (it is shrunk when it empties out).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).capacity()
+    }
+}
+
 impl<T: Clone> Flights<T> {
     /// Runs `load` for `key`, unless a load for it is already under way, in
     /// which case its result is shared.
@@ -30,15 +43,43 @@ impl<T: Clone> Flights<T> {
         Fut: Future<Output = T>,
     {
         let cell = {
-            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self.lock();
             map.entry(key.into()).or_default().clone()
         };
-        let result = cell.get_or_init(load).await.clone();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            map.remove(key);
+        // Removes the key when this caller leaves, finished or cancelled,
+        // unless other callers still wait for the same load.
+        let _leave = Leave { flights: self, key, cell: &cell };
+        cell.get_or_init(load).await.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Cell<T>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The map entry's last interested caller removes it. Callers take their
+/// clone of the cell under the lock and drop this under the lock, so the
+/// count of clones says exactly who still waits: the map's own, this one's,
+/// and any others. A finished load is removed at once (later callers start
+/// a new one, so they see changes made since).
+struct Leave<'a, T> {
+    flights: &'a Flights<T>,
+    key: &'a [u8],
+    cell: &'a Cell<T>,
+}
+
+impl<T> Drop for Leave<'_, T> {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
+        let ours = map.get(self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell));
+        if ours && (self.cell.initialized() || Arc::strong_count(self.cell) <= 2) {
+            map.remove(self.key);
+            // A burst of distinct keys must not leave a large table behind.
+            if map.capacity() > 64 && map.len() < map.capacity() / 8 {
+                let keep = map.len() * 2;
+                map.shrink_to(keep);
+            }
         }
-        result
     }
 }
 
@@ -46,6 +87,44 @@ impl<T: Clone> Flights<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_cancelled_caller_leaves_no_key_behind() {
+        let flights = Flights::<u32>::default();
+        for i in 0..100_000u32 {
+            let key = i.to_le_bytes();
+            let fut = flights.run(&key, std::future::pending::<u32>);
+            let mut fut = std::pin::pin!(fut);
+            // Polled once (the load started), then dropped: a client gone.
+            assert!(futures_poll_once(fut.as_mut()).await.is_none());
+        }
+        assert_eq!(flights.len(), 0, "cancelled loads left keys behind");
+        assert!(flights.capacity() < 1 << 12, "the map shrinks back ({})", flights.capacity());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_takes_over_when_the_first_caller_is_cancelled() {
+        let flights = Arc::new(Flights::<u32>::default());
+        let first = flights.run(b"k", std::future::pending::<u32>);
+        let mut first = Box::pin(first);
+        assert!(futures_poll_once(first.as_mut()).await.is_none());
+        let second = tokio::spawn({
+            let flights = flights.clone();
+            async move { flights.run(b"k", || async { 5 }).await }
+        });
+        tokio::task::yield_now().await;
+        drop(first);
+        assert_eq!(second.await.unwrap(), 5);
+        assert_eq!(flights.len(), 0);
+    }
+
+    async fn futures_poll_once<F: Future + ?Sized>(mut fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_share_one_run() {

@@ -52,8 +52,18 @@ impl Shared {
         entry.token = token;
         let entry = Arc::new(entry);
         if !matches!(entry.content, Content::Stream(_)) {
-            let displaced = self.table.insert(key, Cached::File(entry.clone()));
-            drop(displaced);
+            match self.table.insert(key, Cached::File(entry.clone())) {
+                Ok(displaced) => {
+                    for old in displaced {
+                        if let Cached::File(old) = old {
+                            self.retire(&old);
+                        }
+                    }
+                }
+                // The table is full of entries in use: serve this one
+                // uncached (a windowed one must not cache windows either).
+                Err(_) => self.retire(&entry),
+            }
         }
         Ok(entry)
     }
@@ -90,7 +100,7 @@ impl Shared {
             return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
         }
         if size > self.window_size {
-            return Ok(Entry::new(key, identity, Content::Windowed(Default::default())));
+            return Ok(Entry::new(key, identity, Content::Windowed(Arc::default())));
         }
         let Ok(len) = usize::try_from(size) else {
             return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
@@ -110,6 +120,7 @@ impl Shared {
                     bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
                     start: 0,
                     residency: self.residency_for(&identity),
+                    owner: None,
                     known_resident: super::entry::residency_map(size),
                 };
                 window.refresh_residency();
@@ -121,23 +132,6 @@ impl Shared {
                 Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))))
             }
         }
-    }
-
-    /// The descriptor of a windowed entry: the one a running response holds,
-    /// or the path opened again, if it still is the same version of the file.
-    /// Blocking (an open).
-    pub(super) fn windowed_fd(&self, entry: &Entry) -> Result<Arc<OwnedFd>, FsError> {
-        let Content::Windowed(windowed) = &entry.content else { return Err(FsError::NotFound) };
-        if let Some(fd) = windowed.live() {
-            return Ok(fd);
-        }
-        let opened = self.root.open(&entry.key)?;
-        if opened.identity != entry.identity {
-            return Err(FsError::NotFound);
-        }
-        let fd = Arc::new(opened.fd);
-        windowed.remember(&fd);
-        Ok(fd)
     }
 
     /// Reserves budget, evicting unpinned entries until it fits. `None` when

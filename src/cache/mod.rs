@@ -16,12 +16,14 @@
 pub mod budget;
 pub mod entry;
 mod flight;
+mod hold;
 mod load;
 pub mod table;
 pub mod watch;
 mod window;
 
 pub use entry::{Content, Entry, Window};
+pub use hold::{Held, HoldError, Reads};
 
 use crate::fs::{FsError, Root};
 use budget::Budget;
@@ -45,10 +47,15 @@ pub enum Cached {
 }
 
 impl Pinned for Cached {
+    /// In use by a response, or by slices of its mapping that still wait to
+    /// be written (each slice holds its window): evicting it would free
+    /// nothing.
     fn is_pinned(&self) -> bool {
         match self {
-            Cached::File(e) => Arc::strong_count(e) > 1,
-            Cached::Window(w) => Arc::strong_count(w) > 1,
+            Cached::File(e) => {
+                Arc::strong_count(e) > 1 || matches!(&e.content, Content::Mapped(w) if w.in_use())
+            }
+            Cached::Window(w) => w.in_use(),
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct CacheStats {
     pub windows_mapped: u64,
     /// Window spans streamed with `pread` because the budget was all in use.
     pub pread_spans: u64,
+    /// Loads (of files and windows) under way now.
+    pub flights: usize,
 }
 
 /// The cache. Cheap to clone.
@@ -144,7 +153,7 @@ impl FileCache {
             watcher,
             root,
             table: Table::new(config.max_entries),
-            budget: Budget::new(config.max_bytes),
+            budget: Budget::new(config.max_bytes, config.max_entries as u64),
             files: Flights::default(),
             windows: Flights::default(),
             small_file_max: config.small_file_max,
@@ -212,20 +221,6 @@ impl FileCache {
             Some(Cached::Window(w)) => Some(w),
             _ => None,
         }
-    }
-
-    /// The descriptor a response over a windowed entry must hold while it
-    /// runs (`None` for other entries). Opens the path again on the blocking
-    /// pool when no running response holds it; `Err(NotFound)` when the path
-    /// no longer is this version of the file (the caller reloads).
-    pub async fn hold(&self, entry: &Arc<Entry>) -> Result<Option<Arc<rustix::fd::OwnedFd>>, FsError> {
-        let Content::Windowed(windowed) = &entry.content else { return Ok(None) };
-        if let Some(fd) = windowed.live() {
-            return Ok(Some(fd));
-        }
-        let (shared, entry) = (self.shared.clone(), entry.clone());
-        let task = tokio::task::spawn_blocking(move || shared.windowed_fd(&entry));
-        task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO))).map(Some)
     }
 
     /// Window `index` of a windowed entry, mapped on the blocking pool from
@@ -315,6 +310,7 @@ impl FileCache {
             loads: s.loads.load(Ordering::Relaxed),
             windows_mapped: s.windows_mapped.load(Ordering::Relaxed),
             pread_spans: s.pread_spans.load(Ordering::Relaxed),
+            flights: s.files.len() + s.windows.len(),
         }
     }
 
@@ -346,7 +342,7 @@ impl Shared {
     /// On a runtime worker, the mappings are unmapped by the reaper thread.
     fn forget(&self, key: &[u8], entry: &Arc<Entry>) {
         drop(self.table.remove_if(key, |v| matches!(v, Cached::File(e) if Arc::ptr_eq(e, entry))));
-        self.drop_windows(entry);
+        self.retire(entry);
     }
 }
 
@@ -371,6 +367,14 @@ fn sweep_once(shared: &Shared) {
                     } else {
                         shared.forget(&key, &entry);
                     }
+                }
+                // Belt and braces: a window whose entry is gone.
+                Cached::Window(w) if w.is_orphan() => {
+                    drop(
+                        shared
+                            .table
+                            .remove_if(&key, |v| matches!(v, Cached::Window(x) if Arc::ptr_eq(x, &w))),
+                    );
                 }
                 Cached::Window(w) => resident += w.refresh_residency(),
             }

@@ -106,41 +106,60 @@ impl<V: Clone + Pinned> Table<V> {
     }
 
     /// Inserts or replaces. Returns what was replaced or evicted to respect the
-    /// entry cap; the caller drops those outside any lock.
-    pub fn insert(&self, key: &[u8], value: V) -> Vec<V> {
+    /// entry cap (the caller drops those outside any lock), or gives `value`
+    /// back when the table is full and every value in it is pinned: the cap is
+    /// exact, so such a value is simply not cached.
+    pub fn insert(&self, key: &[u8], value: V) -> Result<Vec<V>, V> {
         let mut out = Vec::new();
-        {
-            let mut shard = self.shard(key);
-            if let Some(&at) = shard.index.get(key) {
-                if let Some(Some(slot)) = shard.slots.get_mut(at) {
-                    out.push(std::mem::replace(&mut slot.value, value));
-                    slot.referenced = false;
-                    return out;
-                }
-            }
-            let slot = Slot { key: key.into(), value, referenced: false };
-            let at = match shard.free.pop() {
-                Some(at) => {
-                    if let Some(place) = shard.slots.get_mut(at) {
-                        *place = Some(slot);
-                    }
-                    at
-                }
-                None => {
-                    shard.slots.push(Some(slot));
-                    shard.slots.len() - 1
-                }
-            };
-            shard.index.insert(key.into(), at);
+        if let Some(replaced) = self.replace(key, &value) {
+            out.push(replaced);
+            return Ok(out);
         }
-        let len = self.len.fetch_add(1, Ordering::Relaxed) + 1;
-        for _ in self.max_entries..len {
+        // Claim room for one more value first, evicting to make it.
+        while self
+            .len
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < self.max_entries).then_some(n + 1))
+            .is_err()
+        {
             match self.evict_one() {
                 Some(v) => out.push(v),
-                None => break,
+                None => return Err(value),
             }
         }
-        out
+        let mut shard = self.shard(key);
+        if let Some(&at) = shard.index.get(key) {
+            // Inserted by someone else meanwhile: replace it, give the room back.
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            if let Some(Some(slot)) = shard.slots.get_mut(at) {
+                out.push(std::mem::replace(&mut slot.value, value));
+                slot.referenced = false;
+            }
+            return Ok(out);
+        }
+        let slot = Slot { key: key.into(), value, referenced: false };
+        let at = match shard.free.pop() {
+            Some(at) => {
+                if let Some(place) = shard.slots.get_mut(at) {
+                    *place = Some(slot);
+                }
+                at
+            }
+            None => {
+                shard.slots.push(Some(slot));
+                shard.slots.len() - 1
+            }
+        };
+        shard.index.insert(key.into(), at);
+        Ok(out)
+    }
+
+    /// Replaces the value of an existing key; `None` if the key is absent.
+    fn replace(&self, key: &[u8], value: &V) -> Option<V> {
+        let mut shard = self.shard(key);
+        let at = *shard.index.get(key)?;
+        let slot = shard.slots.get_mut(at)?.as_mut()?;
+        slot.referenced = false;
+        Some(std::mem::replace(&mut slot.value, value.clone()))
     }
 
     /// Removes `key` if `pred` holds for its value.
@@ -154,7 +173,7 @@ impl<V: Clone + Pinned> Table<V> {
             }
             shard.take(at)?
         };
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.len.fetch_sub(1, Ordering::AcqRel);
         Some(removed.value)
     }
 
@@ -181,7 +200,7 @@ impl<V: Clone + Pinned> Table<V> {
                 }
                 if let Some(slot) = shard.take(at) {
                     drop(shard);
-                    self.len.fetch_sub(1, Ordering::Relaxed);
+                    self.len.fetch_sub(1, Ordering::AcqRel);
                     return Some(slot.value);
                 }
             }
@@ -222,9 +241,9 @@ mod tests {
     #[test]
     fn insert_get_replace_remove() {
         let t = Table::new(10);
-        assert!(t.insert(b"a", V(Arc::new(1))).is_empty());
+        assert!(t.insert(b"a", V(Arc::new(1))).unwrap().is_empty());
         assert_eq!(*t.get(b"a").unwrap().0, 1);
-        let replaced = t.insert(b"a", V(Arc::new(2)));
+        let replaced = t.insert(b"a", V(Arc::new(2))).unwrap();
         assert_eq!(*replaced[0].0, 1);
         assert_eq!(t.len(), 1);
         assert!(t.remove_if(b"a", |v| *v.0 == 3).is_none());
@@ -237,14 +256,14 @@ mod tests {
     fn entry_cap_is_exact_and_evicts_unreferenced_first() {
         let t = Table::new(4);
         for i in 0..4u32 {
-            t.insert(format!("k{i}").as_bytes(), V(Arc::new(i)));
+            t.insert(format!("k{i}").as_bytes(), V(Arc::new(i))).unwrap();
         }
         for _ in 0..3 {
             // keep k0 hot
             t.get(b"k0");
         }
         for i in 4..40u32 {
-            let out = t.insert(format!("k{i}").as_bytes(), V(Arc::new(i)));
+            let out = t.insert(format!("k{i}").as_bytes(), V(Arc::new(i))).unwrap();
             assert!(t.len() <= 4);
             assert!(!out.is_empty());
             t.get(b"k0");
@@ -256,17 +275,21 @@ mod tests {
     fn pinned_values_are_never_evicted() {
         let t = Table::new(2);
         let held = V(Arc::new(7));
-        t.insert(b"pinned", held.clone());
-        t.insert(b"x", V(Arc::new(1)));
+        t.insert(b"pinned", held.clone()).unwrap();
+        t.insert(b"x", V(Arc::new(1))).unwrap();
         for i in 0..10u32 {
-            t.insert(format!("y{i}").as_bytes(), V(Arc::new(i)));
+            t.insert(format!("y{i}").as_bytes(), V(Arc::new(i))).unwrap();
         }
         assert!(t.get(b"pinned").is_some());
-        // Only pinned values left: eviction finds nothing.
-        let t2 = Table::new(8);
+        // Only pinned values left: eviction finds nothing, and a full table
+        // refuses a new key rather than exceed its cap.
+        let t2 = Table::new(1);
         let a = V(Arc::new(1));
-        t2.insert(b"a", a.clone());
+        assert!(t2.insert(b"a", a.clone()).is_ok());
         assert!(t2.evict_one().is_none());
+        assert!(t2.insert(b"b", V(Arc::new(2))).is_err());
+        assert_eq!(t2.len(), 1);
+        assert!(t2.insert(b"a", V(Arc::new(3))).is_ok(), "replacing needs no room");
         drop(a);
         assert!(t2.evict_one().is_some());
     }
@@ -281,7 +304,7 @@ mod tests {
                     for i in 0..2000u32 {
                         let key = format!("{}", (i * 7 + n) % 200);
                         if t.get(key.as_bytes()).is_none() {
-                            t.insert(key.as_bytes(), V(Arc::new(i)));
+                            let _ = t.insert(key.as_bytes(), V(Arc::new(i)));
                         }
                         if i % 13 == 0 {
                             t.remove_if(key.as_bytes(), |_| true);
@@ -295,5 +318,20 @@ mod tests {
         }
         assert!(t.len() <= 50);
         assert_eq!(t.snapshot().len(), t.len());
+        // Under contention the cap is exact at every moment, not just at the end.
+        let t = Arc::new(Table::new(8));
+        let held: Vec<V> = (0..8).map(|i| V(Arc::new(i))).collect();
+        std::thread::scope(|s| {
+            for n in 0..4u32 {
+                let (t, held) = (t.clone(), held.clone());
+                s.spawn(move || {
+                    for i in 0..500u32 {
+                        let v = held[((i + n) % 8) as usize].clone();
+                        let _ = t.insert(format!("{n}-{i}").as_bytes(), v);
+                        assert!(t.len() <= 8);
+                    }
+                });
+            }
+        });
     }
 }

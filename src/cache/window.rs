@@ -57,19 +57,34 @@ impl Shared {
         };
         mmap::advise_sequential(region.as_slice());
         self.windows_mapped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let owner = match &entry.content {
+            super::Content::Windowed(windowed) => Some(windowed.clone()),
+            _ => None,
+        };
         let window = Arc::new(Window {
             probe: region.probe(),
             bytes: Bytes::from_owner(MapOwner::new(region, reservation)),
             start,
             residency: self.residency_for(&entry.identity),
+            owner: owner.clone(),
             known_resident: super::entry::residency_map(len),
         });
         // Learn residency now, on the blocking pool, not in the first requests.
         window.refresh_residency();
-        if let super::Content::Windowed(windowed) = &entry.content {
-            windowed.note_mapped(index);
+        let Some(windowed) = owner else { return Ok(Some(window)) };
+        // A retired entry's windows serve the responses that asked for them
+        // and are never cached. `retire` sets the flag before it drops the
+        // windows noted so far, so checking after the insert closes the race.
+        if windowed.is_retired() {
+            return Ok(Some(window));
         }
-        drop(self.table.insert(&key(entry.id, index), Cached::Window(window.clone())));
+        windowed.note_mapped(index);
+        let key = key(entry.id, index);
+        // A full table of windows in use: this one is simply not cached.
+        drop(self.table.insert(&key, Cached::Window(window.clone())));
+        if windowed.is_retired() {
+            drop(self.table.remove_if(&key, |v| matches!(v, Cached::Window(w) if Arc::ptr_eq(w, &window))));
+        }
         Ok(Some(window))
     }
 
@@ -82,13 +97,14 @@ impl Shared {
         }
     }
 
-    /// Drops the cached windows of `entry` (when it goes stale), so that a
-    /// replaced or deleted file's mappings do not wait for eviction. Only the
-    /// windows it ever mapped are looked at, not every window the file could
-    /// have: this may run on a runtime worker, and a huge file with small
-    /// windows has millions of those.
-    pub(super) fn drop_windows(&self, entry: &Entry) {
+    /// Retires `entry` (it is no longer cached) and drops its cached
+    /// windows, so that a replaced or deleted file's mappings do not wait for
+    /// eviction. Only the windows it ever mapped are looked at, not every
+    /// window the file could have: this may run on a runtime worker, and a
+    /// huge file with small windows has millions of those.
+    pub(super) fn retire(&self, entry: &Entry) {
         let super::Content::Windowed(windowed) = &entry.content else { return };
+        windowed.retire();
         for index in windowed.take_mapped() {
             drop(self.table.remove_if(&key(entry.id, index), |_| true));
         }

@@ -56,7 +56,6 @@ const EMPTY: Slot = Slot {
 
 static REGISTRY: [Slot; SLOTS] = [EMPTY; SLOTS];
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
-static REGISTERED: AtomicUsize = AtomicUsize::new(0);
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 static REPAIRS: AtomicU64 = AtomicU64::new(0);
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
@@ -96,15 +95,20 @@ pub fn install() -> bool {
 pub struct Registration {
     slot: usize,
     generation: u64,
+    start: usize,
+    len: usize,
 }
 
-/// Identifies a registered mapping for poison checks; cheap to copy. A probe
+/// Identifies a registered mapping, for poison checks and to tell whether a
+/// pointer lies in a mapping that is still alive; cheap to copy. A probe
 /// stays poisoned after its mapping is gone; a new mapping in the same slot
 /// has a new generation, so old probes never speak for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     slot: usize,
     generation: u64,
+    start: usize,
+    len: usize,
 }
 
 impl Probe {
@@ -114,12 +118,31 @@ impl Probe {
             s.poisoned.load(Ordering::Acquire) && s.generation.load(Ordering::Acquire) == self.generation
         })
     }
+
+    /// Whether `data` lies inside this mapping and the mapping was still
+    /// registered (so still mapped) when asked. A registration clears `start`
+    /// before it is dropped and a new one bumps the generation before it sets
+    /// `start`, so reading `start` and then the generation cannot mistake a
+    /// new mapping at the same address for this one.
+    pub fn contains(&self, data: &[u8]) -> bool {
+        self.contains_range(data.as_ptr() as usize, data.len())
+    }
+
+    fn contains_range(&self, ptr: usize, len: usize) -> bool {
+        let inside = ptr >= self.start
+            && ptr.checked_add(len).is_some_and(|end| end <= self.start.saturating_add(self.len));
+        inside
+            && REGISTRY.get(self.slot).is_some_and(|s| {
+                s.start.load(Ordering::SeqCst) == self.start
+                    && s.generation.load(Ordering::SeqCst) == self.generation
+            })
+    }
 }
 
 impl Registration {
     /// The probe for this registration.
     pub fn probe(&self) -> Probe {
-        Probe { slot: self.slot, generation: self.generation }
+        Probe { slot: self.slot, generation: self.generation, start: self.start, len: self.len }
     }
 }
 
@@ -134,11 +157,10 @@ pub fn register(start: usize, len: usize) -> Option<Registration> {
         let slot = &REGISTRY[index];
         // Claim a free slot: len goes from 0 to `len` first, start after.
         if slot.len.compare_exchange(0, len, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
             slot.poisoned.store(false, Ordering::Release);
-            slot.start.store(start, Ordering::Release);
-            REGISTERED.fetch_add(1, Ordering::Relaxed);
-            return Some(Registration { slot: index, generation });
+            slot.start.store(start, Ordering::SeqCst);
+            return Some(Registration { slot: index, generation, start, len });
         }
     }
     None
@@ -148,9 +170,8 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let slot = &REGISTRY[self.slot];
         // start first: from here on the handler no longer matches the range.
-        slot.start.store(0, Ordering::Release);
+        slot.start.store(0, Ordering::SeqCst);
         slot.len.store(0, Ordering::Release);
-        REGISTERED.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -163,11 +184,6 @@ pub fn epoch() -> u64 {
 /// Faults repaired since start.
 pub fn repairs() -> u64 {
     REPAIRS.load(Ordering::Relaxed)
-}
-
-/// Mappings registered now.
-pub fn registered() -> usize {
-    REGISTERED.load(Ordering::Relaxed)
 }
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -280,4 +296,27 @@ pub fn is_active() -> bool {
 /// Reports whether the handler could be installed, for the start-up log.
 pub fn status() -> io::Result<()> {
     if install() { Ok(()) } else { Err(io::Error::other("sigaction(SIGBUS) failed")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_contains_only_its_own_live_range() {
+        let start = 0x7000_0000_0000usize;
+        let reg = register(start, 8192).unwrap();
+        let probe = reg.probe();
+        assert!(probe.contains_range(start, 8192));
+        assert!(probe.contains_range(start + 100, 10));
+        assert!(!probe.contains_range(start, 8193), "one byte past the end");
+        assert!(!probe.contains_range(start - 1, 2), "one byte before");
+        assert!(!probe.contains_range(usize::MAX - 1, 4), "no overflow");
+        drop(reg);
+        assert!(!probe.contains_range(start + 100, 10), "unregistered");
+        // A new registration at the same address is a new generation.
+        let again = register(start, 8192).unwrap();
+        assert!(!probe.contains_range(start + 100, 10), "an old probe never speaks for a new mapping");
+        assert!(again.probe().contains_range(start + 100, 10));
+    }
 }

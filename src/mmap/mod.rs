@@ -15,15 +15,19 @@
 //! into a zero page and a poison mark), while the kernel copying from them
 //! into a socket (`writev`, `vmsplice`) fails with EFAULT instead. Either way
 //! the response in flight is aborted (a short transfer) and the process
-//! lives. mapserve's contract is still that served files are replaced by
-//! atomic rename, never truncated in place: see the README's "mmap caveats".
+//! lives. The bytes between the new end of file and the end of the page-cache
+//! folio that holds it are zeroed in place by the kernel, which a zero-copy
+//! send can still carry (README, "The mmap caveats"). mapserve's contract is
+//! that served files are replaced by atomic rename, never truncated in place.
 
 #![allow(unsafe_code)]
 
 pub mod guard;
 mod resident;
+mod splice;
 
 pub use resident::{Residency, advise_sequential, is_resident, populate, resident_pages};
+pub use splice::{PipeWriter, pipe, vmsplice_mapped};
 
 use std::io;
 
@@ -51,14 +55,24 @@ impl Region {
         if offset % crate::limits::page_size() != 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned mapping offset"));
         }
-        // SAFETY: memmap2 marks file mappings unsafe because the file may be
-        // changed by other processes while mapped, which Rust's aliasing model
-        // cannot express. We uphold what we can: the mapping is read-only
-        // (PROT_READ) and shared, so no Rust reference to it is ever mutated by
-        // us; we never hand out `&[u8]` to callers that read it in user space
-        // on the serving path (bodies go to the kernel via writev, which turns
-        // a vanished page into EFAULT, not SIGBUS); and the length is checked
-        // against fstat by the caller, so the mapping starts within the file.
+        // SAFETY: memmap2 marks file mappings unsafe because another process
+        // may change the file while it is mapped, which Rust's model of `&[u8]`
+        // (immutable while borrowed) cannot express. What we uphold:
+        // * the mapping is PROT_READ and MAP_SHARED: nothing in this process
+        //   ever writes through it;
+        // * its bytes are read in user space in a few places (h2 copies small
+        //   DATA frames, `--verified-sends` copies every chunk, the residency
+        //   fallback touches one byte per page), and each such read is either
+        //   checked afterwards (poison mark, file size) before the bytes leave
+        //   the process, or its value does not matter; no code derives an
+        //   invariant from mapped bytes (they are opaque payload), so a
+        //   concurrent change yields wrong payload at worst, never a wrong
+        //   program state;
+        // * a read of a page lost to truncation raises SIGBUS, which the guard
+        //   registered just below turns into a zero page and a poison mark;
+        // * the kernel-side readers (`writev`, `vmsplice`) get EFAULT instead;
+        // * `offset` is page-aligned (checked above) and the caller checked
+        //   `len` against fstat, so the mapping starts within the file.
         let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file)? };
         guard::install();
         let registration = guard::register(map.as_ptr() as usize, map.len())
@@ -71,8 +85,9 @@ impl Region {
         self.registration.probe()
     }
 
-    /// The mapped bytes. Reading them in user space is subject to SIGBUS if
-    /// the file is truncated; the serving path only passes them to the kernel.
+    /// The mapped bytes. A user-space read of a page lost to truncation
+    /// raises SIGBUS, which the guard repairs (zeros, poison mark): whoever
+    /// copies them must check the probe before the copy leaves the process.
     pub fn as_slice(&self) -> &[u8] {
         &self.map
     }
@@ -91,32 +106,6 @@ impl Region {
     pub fn will_need(&self) {
         let _ = self.map.advise(memmap2::Advice::WillNeed);
     }
-
-    /// Marks the region as read sequentially (`MADV_SEQUENTIAL`).
-    pub fn sequential(&self) {
-        let _ = self.map.advise(memmap2::Advice::Sequential);
-    }
-}
-
-/// Moves up to `data.len()` bytes of mapped file memory into the pipe `pipe`
-/// without copying them (`vmsplice`): the pipe takes references to the page
-/// cache pages, and a later `splice` to a socket hands those same pages to
-/// TCP. Returns how many bytes went into the pipe.
-///
-/// `data` must be (part of) a [`Region`]: the caller checks that it lies in a
-/// mapped chunk it holds. A page past the end of a truncated file fails the
-/// call with EFAULT, as `writev` would, with no signal.
-pub fn vmsplice_mapped(pipe: &impl rustix::fd::AsFd, data: &[u8]) -> io::Result<usize> {
-    let iov = [rustix::pipe::IoSliceRaw::from_slice(data)];
-    // SAFETY: vmsplice (without SPLICE_F_GIFT) only reads the memory and makes
-    // the pipe hold references to the underlying pages; it never writes to
-    // them. The references can outlive `data`'s borrow. That is sound here
-    // because the memory is a read-only MAP_SHARED file mapping: the pages
-    // are page-cache pages that stay valid (and keep the file's bytes) even
-    // after the mapping is unmapped, so the pipe can never observe memory that
-    // Rust later reuses for something else, as it could with heap memory.
-    let n = unsafe { rustix::pipe::vmsplice(pipe, &iov, rustix::pipe::SpliceFlags::NONBLOCK)? };
-    Ok(n)
 }
 
 impl AsRef<[u8]> for Region {
@@ -143,27 +132,6 @@ mod tests {
         assert_eq!(window.as_slice(), &data[page..2 * page + 10]);
         assert!(Region::map(&tmp, 1, 10).is_err(), "unaligned offset refused");
         assert!(Region::map(&tmp, 0, 0).is_err(), "empty refused");
-    }
-
-    #[test]
-    fn vmsplice_moves_mapped_pages_that_outlive_the_mapping() {
-        use std::io::Read;
-        let mut tmp = tempfile_in_target("vmsplice");
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
-        tmp.write_all(&data).unwrap();
-        let region = Region::map(&tmp, 0, data.len()).unwrap();
-        let (read, write) = rustix::pipe::pipe().unwrap();
-        let _ = rustix::pipe::fcntl_setpipe_size(&write, 1 << 20);
-        let mut sent = 0;
-        while sent < 150_000 {
-            sent += vmsplice_mapped(&write, &region.as_slice()[1000 + sent..151_000]).unwrap();
-        }
-        // Unmap before reading: the pipe holds the pages, not the mapping.
-        drop(region);
-        drop(write);
-        let mut got = Vec::new();
-        std::fs::File::from(read).read_to_end(&mut got).unwrap();
-        assert_eq!(got, &data[1000..151_000]);
     }
 
     #[test]
@@ -273,7 +241,7 @@ mod tests {
         assert!(populate(&region.as_slice()[2 * page..]).is_err());
     }
 
-    fn tempfile_in_target(name: &str) -> File {
+    pub(super) fn tempfile_in_target(name: &str) -> File {
         let dir = std::env::temp_dir().join(format!("mapserve-unit-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("f");

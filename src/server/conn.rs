@@ -14,7 +14,7 @@
 //! forwarded vectored, so hyper keeps writing bodies straight from the
 //! mappings (`writev`), with no copy.
 
-use super::zerocopy::{self, MIN_SPLICE, Splicer};
+use super::zerocopy::{self, MIN_SPLICE, NoPipe, Splicer};
 use crate::track::ConnTracker;
 use std::future::Future;
 use std::io;
@@ -57,7 +57,7 @@ pub struct ConnIo {
     seen_started: u64,
     write_blocked_since: Option<u64>,
     is_h2: Option<bool>,
-    splicer: Option<Splicer>,
+    splicer: Splicer,
     seen_epoch: u64,
 }
 
@@ -87,7 +87,7 @@ impl ConnIo {
             seen_started: 0,
             write_blocked_since: None,
             is_h2: None,
-            splicer: None,
+            splicer: Splicer::default(),
             seen_epoch: crate::mmap::guard::epoch(),
         }
     }
@@ -176,58 +176,43 @@ impl ConnIo {
 
     /// The write path when large mapped slices may be among `bufs`: bytes
     /// before the first such slice go out with `MSG_MORE`; the slice itself is
-    /// spliced through the pipe without a copy.
+    /// spliced through a pipe without a copy.
     fn poll_write_spliced(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if let Some(splicer) = self.splicer.as_mut() {
-            ready!(splicer.poll_drain(&self.stream, cx))?;
-        }
+        ready!(self.splicer.poll_drain(&self.stream, cx))?;
+        let tracker = &self.tracker;
         let first_mapped = bufs
             .iter()
-            .position(|b| b.len() >= MIN_SPLICE && self.tracker.is_mapped(b.as_ptr() as usize, b.len()));
+            .enumerate()
+            .filter(|(_, b)| b.len() >= MIN_SPLICE)
+            .find_map(|(i, b)| tracker.mapping_of(b).map(|probe| (i, probe)));
         match first_mapped {
-            None => {
-                let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-                if let Poll::Ready(Ok(n)) = &r {
-                    self.note_written(bufs, *n);
-                }
-                r
-            }
-            Some(0) => {
+            None => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
+            Some((0, probe)) => {
                 let Some(data) = bufs.first() else { return Poll::Ready(Ok(0)) };
-                if self.splicer.is_none() {
-                    match Splicer::new() {
-                        Ok(s) => self.splicer = Some(s),
-                        // No descriptors for a pipe: copy instead (and forget
-                        // the slice once written, so it pins no mapping).
-                        Err(_) => {
-                            let first = &bufs[..1];
-                            let r = Pin::new(&mut self.stream).poll_write_vectored(cx, first);
-                            if let Poll::Ready(Ok(n)) = &r {
-                                self.note_written(first, *n);
-                            }
-                            return r;
-                        }
-                    }
-                }
-                let Some(splicer) = self.splicer.as_mut() else { return Poll::Ready(Ok(0)) };
-                let mut n = splicer.fill(data)?;
+                let mut n = match self.splicer.fill(&probe, data) {
+                    Ok(filled) => filled?,
+                    // No pipe to be had: copy instead.
+                    Err(NoPipe) => return Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..1]),
+                };
                 if n == 0 {
                     // The pipe is full: drain it (registering for writability).
-                    ready!(splicer.poll_drain(&self.stream, cx))?;
-                    n = splicer.fill(data)?;
+                    ready!(self.splicer.poll_drain(&self.stream, cx))?;
+                    n = match self.splicer.fill(&probe, data) {
+                        Ok(filled) => filled?,
+                        Err(NoPipe) => return Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..1]),
+                    };
                     if n == 0 {
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                     }
                 }
-                splicer.drain_now(&self.stream)?;
-                self.tracker.wrote_up_to(data.as_ptr() as usize + n);
+                self.splicer.drain_now(&self.stream)?;
                 Poll::Ready(Ok(n))
             }
-            Some(i) => {
+            Some((i, _)) => {
                 let head = bufs.get(..i).unwrap_or_default();
                 loop {
                     ready!(self.stream.poll_write_ready(cx))?;
@@ -241,17 +226,6 @@ impl ConnIo {
         }
     }
 
-    /// After a plain write: forget offered slices that were written whole.
-    fn note_written(&self, bufs: &[io::IoSlice<'_>], mut n: usize) {
-        for b in bufs {
-            if n < b.len() {
-                break;
-            }
-            n -= b.len();
-            self.tracker.wrote_up_to(b.as_ptr() as usize + b.len());
-        }
-    }
-
     /// The SIGBUS guard repaired a fault somewhere since this connection last
     /// wrote: if it was in a mapping this connection read from, bytes already
     /// copied out of it in user space (h2 copies small frames) may be zeros,
@@ -260,7 +234,7 @@ impl ConnIo {
         let epoch = crate::mmap::guard::epoch();
         if epoch != self.seen_epoch {
             self.seen_epoch = epoch;
-            if self.tracker.any_poisoned() {
+            if self.tracker.may_have_read_poison() {
                 return Err(io::Error::other("a mapping this connection read from was truncated (SIGBUS)"));
             }
         }
@@ -327,7 +301,7 @@ impl AsyncWrite for ConnIo {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.check_poison()?;
-        if this.splicer.as_ref().is_some_and(Splicer::has_pending) || this.tracker.has_mapped() {
+        if this.splicer.has_pending() || this.tracker.has_probes() {
             let r = this.poll_write_spliced(cx, bufs);
             return this.write_result(cx, r);
         }
@@ -341,16 +315,22 @@ impl AsyncWrite for ConnIo {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(splicer) = this.splicer.as_mut().filter(|s| s.has_pending()) {
-            let r = splicer.poll_drain(&this.stream, cx).map_ok(|()| 1);
+        if this.splicer.has_pending() {
+            let r = this.splicer.poll_drain(&this.stream, cx).map_ok(|()| 1);
             if let Poll::Ready(Err(e)) = this.write_result(cx, r) {
                 return Poll::Ready(Err(e));
             }
-            if this.splicer.as_ref().is_some_and(Splicer::has_pending) {
+            if this.splicer.has_pending() {
                 return Poll::Pending;
             }
         }
-        Pin::new(&mut this.stream).poll_flush(cx)
+        let flushed = ready!(Pin::new(&mut this.stream).poll_flush(cx));
+        if flushed.is_ok() && this.tracker.in_flight() == 0 && this.tracker.has_probes() {
+            // Everything earlier responses read is on its way: their mappings
+            // no longer concern this connection.
+            this.tracker.forget_probes();
+        }
+        Poll::Ready(flushed)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

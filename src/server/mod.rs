@@ -41,6 +41,8 @@ const H2_MAX_SEND_BUF: usize = 128 << 10;
 const H2_MAX_STREAMS: u32 = 128;
 /// How often cache totals are logged.
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// How often idle pipes are closed.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the server until SIGTERM or SIGINT, then drains for the grace period.
 pub async fn run(config: Config) -> io::Result<()> {
@@ -134,7 +136,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             stop_rx.clone(),
         )));
     }
-    let stats = tokio::spawn(log_stats(cache.clone()));
+    let stats = tokio::spawn(housekeeping(cache.clone()));
 
     wait_for_signal().await;
     tracing::info!(grace = ?config.grace_period, "shutting down: no longer accepting");
@@ -227,12 +229,18 @@ async fn wait_for_signal() {
     }
 }
 
-async fn log_stats(cache: FileCache) {
-    let mut tick = tokio::time::interval(STATS_INTERVAL);
+/// Periodic work: close pipes left idle, and log the totals every minute.
+async fn housekeeping(cache: FileCache) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.tick().await;
+    let mut last_log = tokio::time::Instant::now();
     loop {
         tick.tick().await;
-        log_totals(&cache);
+        zerocopy::close_idle(HOUSEKEEPING_INTERVAL);
+        if last_log.elapsed() >= STATS_INTERVAL {
+            last_log = tokio::time::Instant::now();
+            log_totals(&cache);
+        }
     }
 }
 
@@ -240,7 +248,9 @@ async fn log_stats(cache: FileCache) {
 fn log_totals(cache: &FileCache) {
     use std::sync::atomic::Ordering::Relaxed;
     if !crate::mmap::guard::is_active() {
-        tracing::warn!("the SIGBUS guard is no longer the process's SIGBUS handler (replaced by other code?)");
+        tracing::warn!(
+            "the SIGBUS guard is no longer the process's SIGBUS handler (replaced by other code?)"
+        );
     }
     let s = cache.stats();
     tracing::info!(
@@ -250,6 +260,7 @@ fn log_totals(cache: &FileCache) {
         resident = %format_size(s.resident),
         windows_mapped = s.windows_mapped,
         pread_spans = s.pread_spans,
+        loads_under_way = s.flights,
         guard_repairs = crate::mmap::guard::repairs(),
         guard_active = crate::mmap::guard::is_active(),
         unmaps_reaper = crate::cache::budget::UNMAPS.reaper.load(Relaxed),

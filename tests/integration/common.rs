@@ -125,14 +125,17 @@ impl<'a> Launch<'a> {
     }
 
     pub fn start(self) -> Server {
-        let bin = env!("CARGO_BIN_EXE_mapserve");
+        // MAPSERVE_TEST_BIN runs the suite against another build (to show that
+        // a new test fails on the code before its fix).
+        let bin =
+            std::env::var("MAPSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapserve").to_owned());
         let mut argv: Vec<String> = self.prefix.clone();
         if self.as_nobody && is_root() {
             argv.extend(
                 ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"].map(String::from),
             );
         }
-        argv.push(bin.to_owned());
+        argv.push(bin);
         argv.push(self.root.display().to_string());
         if !self.args.iter().any(|a| a == "-l" || a == "--listen")
             && !self.env.iter().any(|(k, _)| k == "MAPSERVE_LISTEN")
@@ -342,4 +345,76 @@ pub fn status_kb(pid: u32, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&format!("{key}:")))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
+}
+
+/// Lines of this process's mappings of deleted files.
+pub fn deleted_mappings(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("(deleted)"))
+        .count()
+}
+
+/// Open descriptors of a process.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// `tests/integration/h2client.py` running one command against the server;
+/// it prints one JSON object per line.
+pub struct H2Client {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl H2Client {
+    pub fn spawn(port: u16, args: &[&str]) -> H2Client {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/h2client.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(args[0])
+            .arg(port.to_string())
+            .args(&args[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with the h2 module is needed (the README's test command installs it)");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        H2Client { child, lines }
+    }
+
+    /// Runs a command to its end and returns its (last) JSON line.
+    pub fn run(port: u16, args: &[&str]) -> serde_json::Value {
+        let mut c = H2Client::spawn(port, args);
+        let mut last = None;
+        while let Some(v) = c.next_line() {
+            last = Some(v);
+        }
+        let status = c.child.wait().unwrap();
+        assert!(status.success(), "h2client {args:?} failed: {status}");
+        last.unwrap_or_else(|| panic!("h2client {args:?} printed nothing"))
+    }
+
+    /// The next JSON line, or `None` at the end of output.
+    pub fn next_line(&mut self) -> Option<serde_json::Value> {
+        let line = self.lines.next()?.unwrap();
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON from h2client `{line}`: {e}")))
+    }
+
+    pub fn wait(mut self) -> Option<serde_json::Value> {
+        let mut last = None;
+        while let Some(v) = self.next_line() {
+            last = Some(v);
+        }
+        assert!(self.child.wait().unwrap().success());
+        last
+    }
+}
+
+impl Drop for H2Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

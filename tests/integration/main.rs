@@ -12,6 +12,7 @@ mod cold;
 mod config;
 mod connections;
 mod faults;
+mod h2;
 mod http_semantics;
 mod paths;
 mod windows;
