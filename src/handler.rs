@@ -10,12 +10,14 @@
 //! 7. **Response**: built in one place (`response`); the body logs the access
 //!    line and releases the connection's in-flight mark when it ends.
 
-use crate::body::AccessRecord;
+use crate::access::AccessRecord;
+use crate::body::stream::Source;
 use crate::cache::{Content, Entry, FileCache, Held, HoldError, Reads};
 use crate::error::ServeError;
 use crate::http::conditional::{self, Decision, Validators};
 use crate::http::range::{self, RangeOutcome};
 use crate::path;
+use crate::quota::Quota;
 use crate::response::{self, Plan, Policy};
 use crate::track::ConnTracker;
 use axum::extract::{Request, State};
@@ -67,7 +69,8 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let (req, _body) = req.into_parts();
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
-    let mut response = match serve(&app, &req, head).await {
+    let quota = conn.as_ref().map(|c| c.tracker.quota());
+    let mut response = match serve(&app, &req, head, quota).await {
         Ok(response) => response,
         Err(e) => {
             match &e {
@@ -97,7 +100,12 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     response.map(axum::body::Body::new)
 }
 
-async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::body::FileBody>, ServeError> {
+async fn serve(
+    app: &App,
+    req: &Parts,
+    head: bool,
+    quota: Option<&Arc<Quota>>,
+) -> Result<Response<crate::body::FileBody>, ServeError> {
     let method = &req.method;
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::MethodNotAllowed);
@@ -120,26 +128,40 @@ async fn serve(app: &App, req: &Parts, head: bool) -> Result<Response<crate::bod
         return Ok(response::redirect(directory_location(req), head));
     }
     let mut plan = plan(app, req, &entry);
-    let mut held = Held::default();
-    if FileCache::needs_hold(&entry) {
-        held = match Box::pin(app.cache.hold_for(&entry, reads(&plan, head))).await {
-            Ok(held) => held,
-            // Replaced between the lookup and the open: serve the new version.
-            Err(HoldError::Stale) => {
-                entry = Box::pin(app.cache.reload(key.as_bytes(), &entry)).await?;
-                plan = self::plan(app, req, &entry);
-                match Box::pin(app.cache.hold_for(&entry, reads(&plan, head))).await {
-                    Ok(held) => held,
-                    Err(HoldError::Stale) => return Err(ServeError::NotFound),
-                    Err(HoldError::Fs(e)) => return Err(e.into()),
-                }
-            }
-            Err(HoldError::Fs(e)) => return Err(e.into()),
-        };
+    let held = match hold(app, &entry, reads(&plan, head), quota).await {
+        // Replaced between the lookup and the open: serve the new version.
+        Err(HoldError::Stale) => {
+            entry = Box::pin(app.cache.reload(key.as_bytes(), &entry)).await?;
+            plan = self::plan(app, req, &entry);
+            hold(app, &entry, reads(&plan, head), quota).await
+        }
+        other => other,
+    };
+    let held = match held {
+        Ok(held) => held,
+        Err(HoldError::Stale) => return Err(ServeError::NotFound),
+        Err(HoldError::Fs(e)) => return Err(e.into()),
+    };
+    let Held { fd, window, pread, file_slot, pin } = held;
+    let source = Source { fd, pread, quota: quota.cloned() };
+    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, source, window };
+    let mut response = response::file(&entry, plan, head, &ctx);
+    response.body_mut().hold(file_slot, pin);
+    Ok(response)
+}
+
+/// What the response holds: decided at once on the hit path, with the
+/// blocking pool only when a file must be opened again.
+async fn hold(
+    app: &App,
+    entry: &Arc<Entry>,
+    reads: Reads,
+    quota: Option<&Arc<Quota>>,
+) -> Result<Held, HoldError> {
+    match app.cache.hold_now(entry, reads, quota) {
+        Some(held) => held,
+        None => Box::pin(app.cache.hold_for(entry, reads, quota)).await,
     }
-    let ctx =
-        response::FileContext { policy: &app.policy, cache: &app.cache, fd: held.fd, window: held.window };
-    Ok(response::file(&entry, plan, head, &ctx))
 }
 
 /// What the response planned reads of the file.

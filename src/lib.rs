@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod body;
 pub mod cache;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod logging;
 pub mod mmap;
 pub mod path;
+pub mod quota;
 pub mod response;
 pub mod server;
 pub mod track;

@@ -1,7 +1,6 @@
 //! The `mapserve` binary: parse the command line, resolve the configuration,
 //! start logging and the runtime, and run the server until a signal.
 
-use clap::Parser;
 use mapserve::config::{Cli, Config};
 use std::process::ExitCode;
 
@@ -9,7 +8,10 @@ use std::process::ExitCode;
 const MAX_BLOCKING_THREADS: usize = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
+    // Before the configuration is resolved: connection and pool limits are
+    // sized from the descriptor limit.
+    mapserve::limits::raise_nofile();
     let config = match Config::load(cli) {
         Ok(config) => config,
         Err(e) => {
@@ -17,7 +19,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    mapserve::limits::raise_nofile();
     let _log = mapserve::logging::init(&config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
@@ -39,8 +40,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Logged once (the log goes to stderr).
             tracing::error!("{e}");
-            eprintln!("mapserve: {e}");
             ExitCode::from(1)
         }
     }

@@ -29,8 +29,8 @@ pub struct FileContext<'a> {
     pub policy: &'a Policy,
     /// The cache (mapped and windowed bodies fetch windows from it).
     pub cache: &'a FileCache,
-    /// The descriptor a windowed entry's response holds.
-    pub fd: Option<Arc<rustix::fd::OwnedFd>>,
+    /// How file spans are read (descriptor, `pread`, the connection's quota).
+    pub source: crate::body::stream::Source,
     /// For a windowed entry without a descriptor: the cached window that
     /// holds the whole (single) span.
     pub window: Option<Arc<crate::cache::Window>>,
@@ -141,7 +141,7 @@ fn span(ctx: &FileContext<'_>, entry: &Arc<Entry>, first: u64, len: u64) -> Part
             let mut stream = crate::body::stream::FileStream::new(
                 ctx.cache.clone(),
                 entry.clone(),
-                ctx.fd.clone(),
+                ctx.source.clone(),
                 first,
                 len,
             );

@@ -35,6 +35,9 @@ pub struct ConnTracker {
     started: AtomicU64,
     probe_count: AtomicUsize,
     probes: Mutex<Probes>,
+    refused: std::sync::atomic::AtomicU16,
+    repeats: crate::access::Repeats,
+    quota: Arc<crate::quota::Quota>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +104,27 @@ impl ConnTracker {
         p.list.clear();
         p.overflowed = false;
         self.probe_count.store(0, Ordering::Release);
+    }
+
+    /// Records that the connection itself refused a request with `status`
+    /// (hyper never saw it): the connection's end logs it.
+    pub fn note_refused(&self, status: u16) {
+        self.refused.store(status, Ordering::Release);
+    }
+
+    /// The status the connection refused a request with, if any.
+    pub fn refused(&self) -> Option<u16> {
+        Some(self.refused.load(Ordering::Acquire)).filter(|&s| s != 0)
+    }
+
+    /// What this connection's responses may hold.
+    pub fn quota(&self) -> &Arc<crate::quota::Quota> {
+        &self.quota
+    }
+
+    /// The limit on this connection's cancelled-request log lines.
+    pub fn repeats(&self) -> &crate::access::Repeats {
+        &self.repeats
     }
 
     /// Marks a request as started; the guard marks its response finished when

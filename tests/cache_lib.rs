@@ -27,6 +27,7 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
         inotify: true,
         prefault: true,
         window_size: 64 << 20,
+        max_open_files: 1000,
     };
     tweak(&mut c);
     FileCache::new(Root::new(dir, false).unwrap(), &c)
@@ -36,7 +37,7 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
 /// for an entry that needs no held descriptor.
 fn body_of(cache: &FileCache, entry: &Arc<mapserve::cache::Entry>, plan: Plan) -> mapserve::body::FileBody {
     let policy = Policy::default();
-    let ctx = FileContext { policy: &policy, cache, fd: None, window: None };
+    let ctx = FileContext { policy: &policy, cache, source: Default::default(), window: None };
     response::file(entry, plan, false, &ctx).into_body()
 }
 
@@ -206,7 +207,7 @@ fn a_stale_windowed_file_drops_the_windows_it_mapped_and_only_looks_at_those() {
     runtime().block_on(async {
         let entry = cache.get(b"huge").await.unwrap();
         assert!(matches!(entry.content, Content::Windowed(_)));
-        let held = cache.hold_for(&entry, mapserve::cache::Reads::Several).await.unwrap();
+        let held = cache.hold_for(&entry, mapserve::cache::Reads::Several, None).await.unwrap();
         let fd = held.fd.unwrap();
         for index in [0, 5, (1 << 28) - 1] {
             assert!(cache.window(entry.clone(), fd.clone(), index).await.unwrap().is_some());
@@ -326,10 +327,10 @@ fn hold_child() {
         let r = cache.get(b"r").await.unwrap();
         std::fs::write(dir.join("r.new"), vec![7u8; 2 << 20]).unwrap();
         std::fs::rename(dir.join("r.new"), dir.join("r")).unwrap();
-        assert_eq!(cache.hold_for(&r, Reads::Several).await.unwrap_err(), HoldError::Stale);
+        assert_eq!(cache.hold_for(&r, Reads::Several, None).await.unwrap_err(), HoldError::Stale);
         let fresh = cache.reload(b"r", &r).await.unwrap();
         assert_eq!(fresh.len(), 2 << 20);
-        assert!(cache.hold_for(&fresh, Reads::Several).await.unwrap().fd.is_some());
+        assert!(cache.hold_for(&fresh, Reads::Several, None).await.unwrap().fd.is_some());
 
         // Out of descriptors: an error of its own, and the entry stays cached.
         let w = cache.get(b"w").await.unwrap();
@@ -345,7 +346,7 @@ fn hold_child() {
         while let Ok(f) = std::fs::File::open("/dev/null") {
             hog.push(f);
         }
-        let err = cache.hold_for(&w, Reads::Several).await.unwrap_err();
+        let err = cache.hold_for(&w, Reads::Several, None).await.unwrap_err();
         assert!(matches!(err, HoldError::Fs(FsError::Unavailable(_))), "{err:?}");
         hog.clear();
         assert!(cache.lookup(b"w").is_some_and(|e| Arc::ptr_eq(&e, &w)), "the cached entry was kept");

@@ -11,21 +11,24 @@
 //! the connection, and the client sees a transfer shorter than its
 //! Content-Length, never padding.
 //!
-//! When the body is dropped, whether finished or aborted, it emits the access
-//! log line and releases the connection's in-flight mark.
+//! When the body ends it finishes the request's access-log record
+//! (complete or failed); dropped before its end, the request was cancelled
+//! (the client went away, reset the stream, or stalled past the send
+//! timeout), which only the drop can tell. Either way the connection's
+//! in-flight mark is released with it.
 
+use crate::access::{AccessRecord, Ending};
 use crate::cache::Entry;
+use crate::quota::{FileSlot, PinSlot};
 use crate::track::RequestGuard;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use rustix::fd::OwnedFd;
+use rustix::fd::AsFd;
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
 pub mod stream;
 
@@ -89,23 +92,6 @@ impl Parts {
     }
 }
 
-/// What to log when the response ends.
-#[derive(Debug)]
-pub struct AccessRecord {
-    /// Client address.
-    pub client: SocketAddr,
-    /// Request method.
-    pub method: http::Method,
-    /// Request path and query as received.
-    pub target: String,
-    /// HTTP version.
-    pub version: http::Version,
-    /// Response status.
-    pub status: u16,
-    /// When the request started.
-    pub start: Instant,
-}
-
 /// The body type of every mapserve response.
 #[derive(Debug, Default)]
 pub struct FileBody {
@@ -116,6 +102,7 @@ pub struct FileBody {
     entry: Option<Arc<Entry>>,
     record: Option<AccessRecord>,
     guard: Option<RequestGuard>,
+    slots: (Option<FileSlot>, Option<PinSlot>),
 }
 
 impl FileBody {
@@ -136,6 +123,7 @@ impl FileBody {
             entry,
             record: None,
             guard: None,
+            slots: (None, None),
         }
     }
 
@@ -157,6 +145,12 @@ impl FileBody {
     /// A body of one ready buffer.
     pub fn from_bytes(bytes: Bytes) -> FileBody {
         FileBody::one(Part::Ready(bytes))
+    }
+
+    /// Holds the connection's slots (an open file, a mapping pinned) until
+    /// the body is dropped.
+    pub fn hold(&mut self, file: Option<FileSlot>, pin: Option<PinSlot>) {
+        self.slots = (file, pin);
     }
 
     /// Attaches what the end of the response must report and release.
@@ -188,7 +182,7 @@ pub(crate) fn joined<T>(r: Result<io::Result<T>, tokio::task::JoinError>) -> io:
 
 /// Reads exactly `want` bytes at `at`, or fails: a short read means the file
 /// shrank, and the response must be aborted rather than padded.
-pub(crate) fn read_at(fd: &OwnedFd, at: u64, want: usize) -> io::Result<Bytes> {
+pub(crate) fn read_at(fd: &impl AsFd, at: u64, want: usize) -> io::Result<Bytes> {
     let mut buf = vec![0u8; want];
     let mut done = 0;
     while done < want {
@@ -237,6 +231,7 @@ impl http_body::Body for FileBody {
                     Some(Err(e)) => {
                         this.failed = true;
                         this.parts.clear();
+                        this.finish(Ending::Failed);
                         return Poll::Ready(Some(Err(e)));
                     }
                 },
@@ -249,6 +244,10 @@ impl http_body::Body for FileBody {
             let n = chunk.len() as u64;
             this.sent = this.sent.saturating_add(n);
             this.remaining = this.remaining.saturating_sub(n);
+            if this.remaining == 0 {
+                // Every byte is now hyper's to write.
+                this.finish(Ending::Complete);
+            }
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
     }
@@ -262,22 +261,28 @@ impl http_body::Body for FileBody {
     }
 }
 
+impl FileBody {
+    /// Finishes the access-log record, once.
+    fn finish(&mut self, ending: Ending) {
+        if let Some(record) = self.record.take() {
+            let repeats = self.guard.as_ref().map(|g| g.tracker().repeats());
+            crate::access::finish(&record, self.sent, ending, repeats);
+        }
+    }
+}
+
 impl Drop for FileBody {
     fn drop(&mut self) {
-        if let Some(r) = self.record.take() {
-            let complete = !self.failed && self.parts.is_empty();
-            tracing::info!(
-                target: "mapserve::access",
-                client = %r.client,
-                method = %r.method,
-                target = %r.target,
-                version = ?r.version,
-                status = r.status,
-                bytes = self.sent,
-                complete,
-                ms = format_args!("{:.3}", r.start.elapsed().as_secs_f64() * 1000.0),
-            );
-        }
+        let ending = if self.failed {
+            Ending::Failed
+        } else if self.remaining == 0 {
+            // A body that had nothing (left) to yield: HEAD, 304, or one
+            // hyper saw the end of without polling again.
+            Ending::Complete
+        } else {
+            Ending::Cancelled
+        };
+        self.finish(ending);
         self.entry = None;
         self.guard = None;
     }

@@ -20,11 +20,12 @@
 //!    sweep found all in memory skip the probe; a page evicted since is
 //!    noticed within one sweep interval (2 s).
 
+use crate::cache::files::HeldFd;
 use crate::cache::{Content, Entry, FileCache, Window};
 use crate::fs::FsError;
 use crate::mmap;
+use crate::quota::{PinSlot, Quota};
 use bytes::Bytes;
-use rustix::fd::OwnedFd;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -55,12 +56,27 @@ pub struct Chunk {
 pub struct FileStream {
     cache: FileCache,
     entry: Arc<Entry>,
-    fd: Option<Arc<OwnedFd>>,
+    fd: Option<Arc<HeldFd>>,
     offset: u64,
     end: u64,
     window: Option<Arc<Window>>,
     pending: Option<Pending>,
     pread_until: u64,
+    quota: Option<Arc<Quota>>,
+    pin: Option<PinSlot>,
+}
+
+/// How a [`FileStream`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The descriptor the response holds (windowed files; and whole-file
+    /// mappings read with `pread`).
+    pub fd: Option<Arc<HeldFd>>,
+    /// Read everything with `pread` instead of from the mapping.
+    pub pread: bool,
+    /// The connection's quota: each window the stream holds is pinned in
+    /// it, and a window past the connection's share is read with `pread`.
+    pub quota: Option<Arc<Quota>>,
 }
 
 impl std::fmt::Debug for FileStream {
@@ -71,15 +87,12 @@ impl std::fmt::Debug for FileStream {
 
 impl FileStream {
     /// A stream of `len` bytes from `offset`. A windowed entry needs the
-    /// descriptor the response holds (see `FileCache::hold`).
-    pub fn new(
-        cache: FileCache,
-        entry: Arc<Entry>,
-        fd: Option<Arc<OwnedFd>>,
-        offset: u64,
-        len: u64,
-    ) -> FileStream {
+    /// descriptor the response holds (see `FileCache::hold_for`).
+    pub fn new(cache: FileCache, entry: Arc<Entry>, source: Source, offset: u64, len: u64) -> FileStream {
+        let Source { fd, pread, quota } = source;
         let (window, fd, pread_until) = match &entry.content {
+            // The whole-file pin is the response's (`Held::pin`).
+            Content::Mapped(_) if pread => (None, fd, u64::MAX),
             Content::Mapped(w) => (Some(w.clone()), fd, 0),
             // Not mapped at all (no budget, or mmap failed): the whole span
             // is read with pread from the entry's descriptor.
@@ -95,11 +108,29 @@ impl FileStream {
             window,
             pending: None,
             pread_until,
+            quota,
+            pin: None,
         }
     }
 
     /// Starts from an already cached window (one that holds the span).
     pub fn start_in(&mut self, window: Arc<Window>) {
+        self.use_window(window);
+    }
+
+    /// Streams from `window` next, pinning it in the connection's share; a
+    /// window past the share is read with `pread` instead (the descriptor is
+    /// held), and stays in the cache for others.
+    fn use_window(&mut self, window: Arc<Window>) {
+        self.pin = None;
+        if let Some(quota) = &self.quota {
+            self.pin = quota.pin(window.bytes.len() as u64, self.cache.pin_share());
+            if self.pin.is_none() && self.fd.is_some() {
+                self.pread_until = window.end();
+                self.window = None;
+                return;
+            }
+        }
         self.window = Some(window);
     }
 
@@ -117,7 +148,7 @@ impl FileStream {
                         let result = ready!(fut.as_mut().poll(cx));
                         self.pending = None;
                         match result {
-                            Ok(Some(w)) => self.window = Some(w),
+                            Ok(Some(w)) => self.use_window(w),
                             Ok(None) => self.pread_until = self.window_end(self.offset),
                             Err(e) => return Poll::Ready(Some(Err(fs_error(e)))),
                         }
@@ -151,29 +182,40 @@ impl FileStream {
                 self.start_pread(max);
                 continue;
             }
-            let window = match &self.window {
-                Some(w) if w.covers(self.offset) => w.clone(),
-                _ => {
-                    let index = self.offset / self.cache.window_size();
-                    match self.cache.cached_window(&self.entry, index) {
-                        Some(w) => {
-                            self.window = Some(w);
-                            continue;
-                        }
-                        None => {
-                            let (cache, entry) = (self.cache.clone(), self.entry.clone());
-                            let Some(fd) = self.fd.clone() else {
-                                return Poll::Ready(Some(Err(io::Error::other(
-                                    "windowed file without a descriptor",
-                                ))));
-                            };
-                            let fut = async move { cache.window(entry, fd, index).await };
-                            self.pending = Some(Pending::Window(Box::pin(fut)));
-                            continue;
+            let window =
+                match &self.window {
+                    Some(w) if w.covers(self.offset) => w.clone(),
+                    _ => {
+                        let index = self.offset / self.cache.window_size();
+                        match self.cache.cached_window(&self.entry, index) {
+                            Some(w) => {
+                                self.use_window(w);
+                                continue;
+                            }
+                            None => {
+                                // Past the connection's share, do not even map it.
+                                self.window = None;
+                                self.pin = None;
+                                let share = self.cache.pin_share();
+                                if self.quota.as_ref().is_some_and(|q| {
+                                    q.pinned().saturating_add(self.cache.window_size()) > share
+                                }) {
+                                    self.pread_until = self.window_end(self.offset);
+                                    continue;
+                                }
+                                let (cache, entry) = (self.cache.clone(), self.entry.clone());
+                                let Some(fd) = self.fd.clone() else {
+                                    return Poll::Ready(Some(Err(io::Error::other(
+                                        "windowed file without a descriptor",
+                                    ))));
+                                };
+                                let fut = async move { cache.window(entry, fd, index).await };
+                                self.pending = Some(Pending::Window(Box::pin(fut)));
+                                continue;
+                            }
                         }
                     }
-                }
-            };
+                };
             let mut n = (window.end().min(self.end) - self.offset).min(max as u64);
             // 2. poison.
             if window.probe.is_poisoned() {

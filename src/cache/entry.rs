@@ -3,12 +3,12 @@
 //! reference counts; and a window: one mapping of a page-aligned span of a
 //! file.
 
+use super::files::HeldFd;
 use crate::fs::Identity;
 use crate::mmap::Residency;
 use crate::mmap::guard::Probe;
 use bytes::Bytes;
 use http::HeaderValue;
-use rustix::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -31,7 +31,7 @@ pub enum Content {
     Windowed(Arc<Windowed>),
     /// The file could not be mapped within the budget (or mmap failed): it is
     /// streamed with `pread` from this descriptor, and never cached.
-    Stream(Arc<OwnedFd>),
+    Stream(Arc<HeldFd>),
 }
 
 /// The descriptor of a windowed file, shared by the responses using it, which
@@ -40,7 +40,7 @@ pub enum Content {
 /// map for a retired entry are used by them and never cached.
 #[derive(Debug, Default)]
 pub struct Windowed {
-    fd: std::sync::Mutex<std::sync::Weak<OwnedFd>>,
+    fd: std::sync::Mutex<std::sync::Weak<HeldFd>>,
     mapped: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     retired: std::sync::atomic::AtomicBool,
 }
@@ -57,12 +57,12 @@ impl Windowed {
     }
 
     /// The descriptor, if a response still holds it open.
-    pub fn live(&self) -> Option<Arc<OwnedFd>> {
+    pub fn live(&self) -> Option<Arc<HeldFd>> {
         self.fd.lock().unwrap_or_else(|e| e.into_inner()).upgrade()
     }
 
     /// Remembers a (re)opened descriptor.
-    pub fn remember(&self, fd: &Arc<OwnedFd>) {
+    pub fn remember(&self, fd: &Arc<HeldFd>) {
         *self.fd.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(fd);
     }
 

@@ -1,7 +1,13 @@
-//! What a response over a windowed file holds while it runs: the file's
-//! descriptor (so that it can map windows of *this* version even after the
-//! path is replaced), or, for a single range inside one cached window, just
-//! that window (no descriptor at all).
+//! What a response holds while it runs, decided before it starts:
+//!
+//! * a windowed file: its descriptor (so that it can map windows of *this*
+//!   version even after the path is replaced), or, for a single range inside
+//!   one cached window, just that window;
+//! * a whole-file mapping: a pin on it, within the connection's share of the
+//!   budget ([`crate::quota`]); past the share, the file opened again and
+//!   read with `pread`, so that one connection cannot pin the whole budget;
+//! * a file streamed with `pread`: its descriptor (already in the entry);
+//! * every open file counts against the connection's file slots.
 //!
 //! Opening the path again can find a different file there (replaced since
 //! the lookup): that is [`HoldError::Stale`], and the caller reloads. Any
@@ -10,9 +16,11 @@
 //! replace a good cached entry and drop its cached windows.
 
 use super::entry::{Content, Entry, Window};
+use super::files::HeldFd;
 use super::{FileCache, Shared};
 use crate::fs::FsError;
-use rustix::fd::OwnedFd;
+use crate::quota::{FileSlot, PinSlot, Quota};
+use rustix::io::Errno;
 use std::sync::Arc;
 
 /// What a response reads of an entry.
@@ -34,13 +42,19 @@ pub enum Reads {
 /// What a response holds while it runs.
 #[derive(Debug, Default)]
 pub struct Held {
-    /// The descriptor of a windowed file.
-    pub fd: Option<Arc<OwnedFd>>,
+    /// A descriptor to map windows from or to `pread` from.
+    pub fd: Option<Arc<HeldFd>>,
     /// The cached window that holds the whole single span.
     pub window: Option<Arc<Window>>,
+    /// Read the file with `pread` rather than from its mapping.
+    pub pread: bool,
+    /// The connection's file slot for `fd` (or the entry's descriptor).
+    pub file_slot: Option<FileSlot>,
+    /// The connection's pin on a whole-file mapping.
+    pub pin: Option<PinSlot>,
 }
 
-/// Why [`FileCache::hold_for`] failed.
+/// Why holding failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HoldError {
     /// The path no longer is this version of the file: reload it.
@@ -51,32 +65,85 @@ pub enum HoldError {
     Fs(#[from] FsError),
 }
 
+/// The connection has no file slot left: 503, try again.
+fn no_slot() -> HoldError {
+    HoldError::Fs(FsError::Unavailable(Errno::MFILE))
+}
+
 impl FileCache {
-    /// Whether a response over `entry` needs [`FileCache::hold_for`].
-    pub fn needs_hold(entry: &Entry) -> bool {
-        matches!(entry.content, Content::Windowed(_))
+    /// Mapped bytes one connection's responses may pin at once.
+    pub fn pin_share(&self) -> u64 {
+        (self.shared.budget.limit() / 8).max(self.shared.window_size)
     }
 
-    /// What a response that reads `reads` of `entry` must hold. Opens the
-    /// path on the blocking pool when no running response holds the
-    /// descriptor already.
-    pub async fn hold_for(&self, entry: &Arc<Entry>, reads: Reads) -> Result<Held, HoldError> {
-        let Content::Windowed(windowed) = &entry.content else { return Ok(Held::default()) };
-        if let Reads::One { first, len } = reads {
-            if let Some(window) = self.cached_span(entry, first, len) {
-                return Ok(Held { fd: None, window: Some(window) });
+    /// What a response that reads `reads` of `entry` holds, when that can be
+    /// decided without I/O; `None`: await [`FileCache::hold_for`].
+    pub fn hold_now(
+        &self,
+        entry: &Arc<Entry>,
+        reads: Reads,
+        quota: Option<&Arc<Quota>>,
+    ) -> Option<Result<Held, HoldError>> {
+        let mut held = Held::default();
+        if reads == Reads::Nothing {
+            return Some(Ok(held));
+        }
+        match &entry.content {
+            Content::Heap(_) | Content::Dir => {}
+            Content::Stream(_) => {
+                if let Some(q) = quota {
+                    held.file_slot = match q.take_file() {
+                        Some(slot) => Some(slot),
+                        None => return Some(Err(no_slot())),
+                    };
+                }
+            }
+            Content::Mapped(window) => {
+                if let Some(q) = quota {
+                    held.pin = Some(q.pin(window.bytes.len() as u64, self.pin_share())?);
+                }
+            }
+            Content::Windowed(windowed) => {
+                if let Reads::One { first, len } = reads {
+                    if let Some(window) = self.cached_span(entry, first, len) {
+                        held.window = Some(window);
+                        return Some(Ok(held));
+                    }
+                }
+                held.fd = Some(windowed.live()?);
+                if let Some(q) = quota {
+                    held.file_slot = match q.take_file() {
+                        Some(slot) => Some(slot),
+                        None => return Some(Err(no_slot())),
+                    };
+                }
             }
         }
-        if reads == Reads::Nothing {
-            return Ok(Held::default());
+        Some(Ok(held))
+    }
+
+    /// What a response that reads `reads` of `entry` holds, opening the
+    /// path again on the blocking pool when a descriptor is needed.
+    pub async fn hold_for(
+        &self,
+        entry: &Arc<Entry>,
+        reads: Reads,
+        quota: Option<&Arc<Quota>>,
+    ) -> Result<Held, HoldError> {
+        if let Some(done) = self.hold_now(entry, reads, quota) {
+            return done;
         }
-        if let Some(fd) = windowed.live() {
-            return Ok(Held { fd: Some(fd), window: None });
-        }
-        let (shared, entry) = (self.shared.clone(), entry.clone());
-        let task = tokio::task::spawn_blocking(move || shared.windowed_fd(&entry));
-        let fd = task.await.unwrap_or(Err(HoldError::Fs(FsError::Io(rustix::io::Errno::IO))))?;
-        Ok(Held { fd: Some(fd), window: None })
+        // A windowed file without a live descriptor, or a whole-file mapping
+        // past the connection's share: open the file (this version) again.
+        let file_slot = match quota {
+            Some(q) => Some(q.take_file().ok_or_else(no_slot)?),
+            None => None,
+        };
+        let (shared, e) = (self.shared.clone(), entry.clone());
+        let task = tokio::task::spawn_blocking(move || shared.open_version(&e));
+        let fd = task.await.unwrap_or(Err(HoldError::Fs(FsError::Io(Errno::IO))))?;
+        let pread = matches!(entry.content, Content::Mapped(_));
+        Ok(Held { fd: Some(fd), window: None, pread, file_slot, pin: None })
     }
 
     /// Drops `stale` from the cache and loads `key` again.
@@ -87,12 +154,15 @@ impl FileCache {
 }
 
 impl Shared {
-    /// The descriptor of a windowed entry: the one a running response holds,
-    /// or the path opened again, if it still is the same version of the file.
-    /// Blocking (an open).
-    fn windowed_fd(&self, entry: &Entry) -> Result<Arc<OwnedFd>, HoldError> {
-        let Content::Windowed(windowed) = &entry.content else { return Err(HoldError::Stale) };
-        if let Some(fd) = windowed.live() {
+    /// The descriptor of this version of the file: the one a running
+    /// response holds, or the path opened again, if it still is the same
+    /// version. Blocking (an open).
+    fn open_version(&self, entry: &Entry) -> Result<Arc<HeldFd>, HoldError> {
+        let windowed = match &entry.content {
+            Content::Windowed(w) => Some(w),
+            _ => None,
+        };
+        if let Some(fd) = windowed.and_then(|w| w.live()) {
             return Ok(fd);
         }
         let opened = match self.root.open(&entry.key) {
@@ -103,8 +173,10 @@ impl Shared {
         if opened.identity != entry.identity {
             return Err(HoldError::Stale);
         }
-        let fd = Arc::new(opened.fd);
-        windowed.remember(&fd);
+        let fd = Arc::new(self.hold_file(opened.fd).map_err(HoldError::Fs)?);
+        if let Some(w) = windowed {
+            w.remember(&fd);
+        }
         Ok(fd)
     }
 }

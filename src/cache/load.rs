@@ -14,6 +14,7 @@
 
 use super::budget::{HeapOwner, MapOwner, Reservation};
 use super::entry::{Content, Entry, Window};
+use super::files::HeldFd;
 use super::{Cached, Shared, watch};
 use crate::fs::{FsError, Kind, Opened};
 use crate::mmap::Region;
@@ -76,7 +77,7 @@ impl Shared {
         }
         if size <= self.small_file_max {
             let Some(reservation) = self.reserve(size, false) else {
-                return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
+                return Ok(Entry::new(key, identity, Content::Stream(Arc::new(self.hold_file(fd)?))));
             };
             for _ in 0..COPY_ATTEMPTS {
                 if identity.size != size {
@@ -97,19 +98,19 @@ impl Shared {
             }
             // The file keeps changing: serve this request from the descriptor.
             drop(reservation);
-            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
+            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(self.hold_file(fd)?))));
         }
         if size > self.window_size {
             return Ok(Entry::new(key, identity, Content::Windowed(Arc::default())));
         }
         let Ok(len) = usize::try_from(size) else {
-            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
+            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(self.hold_file(fd)?))));
         };
         let page = crate::limits::page_size();
         let mapped_bytes = size.div_ceil(page).saturating_mul(page);
         let Some(reservation) = self.reserve(mapped_bytes, true) else {
             tracing::debug!(size, "no budget to map; streaming");
-            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))));
+            return Ok(Entry::new(key, identity, Content::Stream(Arc::new(self.hold_file(fd)?))));
         };
         match Region::map(&fd, 0, len) {
             Ok(region) => {
@@ -129,9 +130,15 @@ impl Shared {
             Err(e) => {
                 tracing::warn!(error = %e, size, "mmap failed; streaming with pread");
                 drop(reservation);
-                Ok(Entry::new(key, identity, Content::Stream(Arc::new(fd))))
+                Ok(Entry::new(key, identity, Content::Stream(Arc::new(self.hold_file(fd)?))))
             }
         }
+    }
+
+    /// Counts a descriptor a response will hold against the open-file pool:
+    /// 503 when the pool is full.
+    pub(super) fn hold_file(&self, fd: OwnedFd) -> Result<HeldFd, FsError> {
+        self.open_files.hold(fd).map_err(|_| FsError::Unavailable(Errno::MFILE))
     }
 
     /// Reserves budget, evicting unpinned entries until it fits. `None` when

@@ -15,6 +15,7 @@
 
 pub mod budget;
 pub mod entry;
+pub mod files;
 mod flight;
 mod hold;
 mod load;
@@ -76,6 +77,8 @@ pub struct CacheConfig {
     pub inotify: bool,
     /// Fault cold pages in on the blocking pool before sending them.
     pub prefault: bool,
+    /// Most files that responses in flight may hold open.
+    pub max_open_files: u64,
 }
 
 struct Shared {
@@ -83,6 +86,7 @@ struct Shared {
     watcher: Option<watch::Watcher>,
     table: Table<Cached>,
     budget: Arc<Budget>,
+    open_files: Arc<files::FilePool>,
     files: Flights<Result<Arc<Entry>, FsError>>,
     windows: Flights<Result<Option<Arc<Window>>, FsError>>,
     small_file_max: u64,
@@ -121,6 +125,8 @@ pub struct CacheStats {
     pub pread_spans: u64,
     /// Loads (of files and windows) under way now.
     pub flights: usize,
+    /// Files held open by responses in flight.
+    pub open_files: u64,
 }
 
 /// The cache. Cheap to clone.
@@ -154,6 +160,7 @@ impl FileCache {
             root,
             table: Table::new(config.max_entries),
             budget: Budget::new(config.max_bytes, config.max_entries as u64),
+            open_files: files::FilePool::new(config.max_open_files),
             files: Flights::default(),
             windows: Flights::default(),
             small_file_max: config.small_file_max,
@@ -229,7 +236,7 @@ impl FileCache {
     pub async fn window(
         &self,
         entry: Arc<Entry>,
-        fd: Arc<rustix::fd::OwnedFd>,
+        fd: Arc<files::HeldFd>,
         index: u64,
     ) -> Result<Option<Arc<Window>>, FsError> {
         if let Some(w) = self.cached_window(&entry, index) {
@@ -268,7 +275,7 @@ impl FileCache {
     /// before each further chunk of a mapped file, so that a file truncated
     /// in place is cut short at its new end instead of sending the zeros
     /// that fill the rest of its last page.
-    pub fn changed_size(&self, entry: &Entry, fd: Option<&rustix::fd::OwnedFd>) -> Option<u64> {
+    pub fn changed_size(&self, entry: &Entry, fd: Option<&files::HeldFd>) -> Option<u64> {
         let shared = &self.shared;
         if let (Some(token), Some(watcher)) = (&entry.token, &shared.watcher) {
             watcher.sync();
@@ -311,6 +318,7 @@ impl FileCache {
             windows_mapped: s.windows_mapped.load(Ordering::Relaxed),
             pread_spans: s.pread_spans.load(Ordering::Relaxed),
             flights: s.files.len() + s.windows.len(),
+            open_files: s.open_files.held(),
         }
     }
 

@@ -6,11 +6,11 @@
 
 use super::budget::MapOwner;
 use super::entry::{Entry, Window};
+use super::files::HeldFd;
 use super::{Cached, Shared};
 use crate::fs::FsError;
 use crate::mmap::{self, Region};
 use bytes::Bytes;
-use rustix::fd::OwnedFd;
 use std::sync::Arc;
 
 /// The cache key of window `index` of entry `id`.
@@ -29,7 +29,7 @@ impl Shared {
     pub(super) fn map_window(
         &self,
         entry: &Entry,
-        fd: &OwnedFd,
+        fd: &HeldFd,
         index: u64,
     ) -> Result<Option<Arc<Window>>, FsError> {
         let start = index.saturating_mul(self.window_size);

@@ -111,3 +111,48 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 }
+
+impl Cli {
+    /// Parses the process's arguments and environment. On a bad value, the
+    /// error names the environment variable when that is where the value
+    /// came from (clap names only the option), then exits with status 2.
+    pub fn parse_or_exit() -> Cli {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                if let Some(var) = env_source(&e, &args) {
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or_default();
+                    eprintln!("{first}\n  (the value comes from the environment variable {var})");
+                    std::process::exit(2);
+                }
+                e.exit()
+            }
+        }
+    }
+}
+
+/// The environment variable that supplied the value clap refused, if it was
+/// not given on the command line.
+fn env_source(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    let long = arg.split(['[', ' ', '=']).next()?.strip_prefix("--")?;
+    env_source_of(long, args)
+}
+
+/// The environment variable that set option `--long`, when it is set and the
+/// option is not on the command line `args`.
+pub fn env_source_of(long: &str, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let option = command.get_arguments().find(|a| a.get_long() == Some(long))?;
+    let var = option.get_env()?.to_string_lossy().into_owned();
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    (!on_command_line && std::env::var_os(&var).is_some()).then_some(var)
+}

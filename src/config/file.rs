@@ -24,11 +24,11 @@ pub struct FileConfig {
     /// See `--revalidate`: `"inotify"` or `"stat"`.
     pub revalidate: Option<String>,
     /// See `--prefault`.
-    pub prefault: Option<bool>,
+    pub prefault: Option<Flag>,
     /// See `--hidden`.
-    pub hidden: Option<bool>,
+    pub hidden: Option<Flag>,
     /// See `--follow-symlinks-outside-root`.
-    pub follow_symlinks_outside_root: Option<bool>,
+    pub follow_symlinks_outside_root: Option<Flag>,
     /// See `--header-timeout`.
     pub header_timeout: Option<Span>,
     /// See `--idle-timeout`.
@@ -44,7 +44,7 @@ pub struct FileConfig {
     /// See `--cache-control`.
     pub cache_control: Option<String>,
     /// See `--access-log`.
-    pub access_log: Option<bool>,
+    pub access_log: Option<Flag>,
     /// See `--log-level`.
     pub log_level: Option<String>,
     /// See `--workers`.
@@ -67,6 +67,36 @@ impl OneOrMany {
         match self {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A boolean as the command line accepts it: `true`/`false`, or one of the
+/// strings yes/no, on/off, true/false, 1/0, or the integers 1/0.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Flag {
+    /// A TOML boolean.
+    Bool(bool),
+    /// 1 or 0.
+    Int(i64),
+    /// yes, no, on, off, true, false, 1, 0 (any case).
+    Text(String),
+}
+
+impl Flag {
+    /// The value, or why it is not a boolean.
+    pub fn value(&self) -> Result<bool, String> {
+        match self {
+            Flag::Bool(b) => Ok(*b),
+            Flag::Int(1) => Ok(true),
+            Flag::Int(0) => Ok(false),
+            Flag::Int(n) => Err(format!("{n} is not a boolean (use true/false, yes/no, on/off or 1/0)")),
+            Flag::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" | "y" => Ok(true),
+                "false" | "no" | "off" | "0" | "n" => Ok(false),
+                _ => Err(format!("`{t}` is not a boolean (use true/false, yes/no, on/off or 1/0)")),
+            },
         }
     }
 }

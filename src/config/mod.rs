@@ -13,7 +13,7 @@ pub mod units;
 pub use cli::Cli;
 pub use file::FileConfig;
 
-use file::{Size, Span};
+use file::{Flag, Size, Span};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,6 +72,8 @@ pub struct Config {
     pub send_timeout: Duration,
     /// Concurrent connection cap.
     pub max_connections: usize,
+    /// How descriptors are shared out (connections, files, pipes).
+    pub fd_plan: crate::limits::FdPlan,
     /// Shutdown grace period.
     pub grace_period: Duration,
     /// Multipart range cap.
@@ -108,13 +110,21 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range or malformed.
-    #[error("invalid value for `{key}`: {reason}")]
+    #[error("invalid value for `{key}`: {reason}{}", env_note(key))]
     Invalid {
         /// The option or config key.
         key: &'static str,
         /// Why.
         reason: String,
     },
+}
+
+/// ", from the environment variable X" when that is where `key` came from.
+fn env_note(key: &str) -> String {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    cli::env_source_of(key, &args)
+        .map(|var| format!(" (from the environment variable {var})"))
+        .unwrap_or_default()
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -172,6 +182,19 @@ fn size(key: &'static str, cli: Option<u64>, file: Option<Size>, default: u64) -
         None => Ok(default),
         Some(Size::Bytes(n)) => Ok(n),
         Some(Size::Text(t)) => units::parse_size(&t).map_err(|r| invalid(key, r)),
+    }
+}
+
+fn flag(
+    key: &'static str,
+    cli: Option<bool>,
+    file: Option<&Flag>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match (cli, file) {
+        (Some(v), _) => Ok(v),
+        (None, Some(f)) => f.value().map_err(|r| invalid(key, r)),
+        (None, None) => Ok(default),
     }
 }
 
@@ -283,20 +306,21 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         (None, Some(Span::Text(t))) => units::parse_duration(&t).map_err(|r| invalid("grace-period", r))?,
     };
 
-    let nofile = crate::limits::nofile_soft();
-    let max_connections = match cli.max_connections.or(file.max_connections) {
-        None | Some(0) => auto_max_connections(nofile),
+    // Sized from the limit in force now: `main` raises it first.
+    let nofile = crate::limits::nofile_soft().unwrap_or(1024);
+    let fd_plan = match cli.max_connections.or(file.max_connections) {
+        None | Some(0) => crate::limits::FdPlan::new(nofile, None),
         Some(n) => {
-            if let Some(nofile) = nofile {
-                if n as u64 + 16 > nofile {
-                    warnings.push(format!(
-                        "max-connections {n} is close to the descriptor limit {nofile}: expect 503s when files cannot be opened"
-                    ));
-                }
+            let plan = crate::limits::FdPlan::new(nofile, Some(n as u64));
+            if plan.total() > nofile {
+                warnings.push(format!(
+                    "max-connections {n} leaves too few of the {nofile} descriptors for files and pipes: expect 503s"
+                ));
             }
-            n
+            plan
         }
     };
+    let max_connections = usize::try_from(fd_plan.connections).unwrap_or(usize::MAX);
 
     let max_ranges = cli.max_ranges.or(file.max_ranges).unwrap_or(DEFAULT_MAX_RANGES);
     if max_ranges == 0 {
@@ -310,8 +334,16 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
                 .map_err(|_| invalid("cache-control", "not a valid header value"))?,
         ),
     };
-    let access_log =
-        if cli.no_access_log { false } else { cli.access_log.or(file.access_log).unwrap_or(true) };
+    let access_log = cli.no_access_log.then_some(false).or(cli.access_log);
+    let access_log = flag("access-log", access_log, file.access_log.as_ref(), true)?;
+    let prefault = flag("prefault", cli.prefault, file.prefault.as_ref(), true)?;
+    let hidden = flag("hidden", cli.hidden, file.hidden.as_ref(), false)?;
+    let follow_symlinks_outside_root = flag(
+        "follow-symlinks-outside-root",
+        cli.follow_symlinks_outside_root,
+        file.follow_symlinks_outside_root.as_ref(),
+        false,
+    )?;
     let log_level = cli.log_level.or(file.log_level).unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         return Err(invalid("log-level", format!("`{log_level}` is not a log filter")));
@@ -329,17 +361,15 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         cache_max_entries,
         small_file_max,
         window_size,
-        prefault: cli.prefault.or(file.prefault).unwrap_or(true),
+        prefault,
         inotify,
-        hidden: cli.hidden.or(file.hidden).unwrap_or(false),
-        follow_symlinks_outside_root: cli
-            .follow_symlinks_outside_root
-            .or(file.follow_symlinks_outside_root)
-            .unwrap_or(false),
+        hidden,
+        follow_symlinks_outside_root,
         header_timeout,
         idle_timeout,
         send_timeout,
         max_connections,
+        fd_plan,
         grace_period,
         max_ranges,
         cache_control,
@@ -348,16 +378,6 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         workers,
         warnings,
     })
-}
-
-/// Leaves room under the descriptor limit for files being opened and the
-/// process's own descriptors: three quarters of the limit, less 32.
-fn auto_max_connections(nofile: Option<u64>) -> usize {
-    let Some(nofile) = nofile else {
-        return 1024;
-    };
-    let n = (nofile.saturating_mul(3) / 4).saturating_sub(32);
-    n.clamp(8, 16_384) as usize
 }
 
 #[cfg(test)]

@@ -146,3 +146,26 @@ fn example_config_documents_every_default() {
         assert!(text.contains(&format!("{key} =")), "config/mapserve.toml lacks {key}");
     }
 }
+
+#[test]
+fn file_booleans_take_the_command_line_words() {
+    for (text, want) in [
+        ("hidden = true", true),
+        ("hidden = \"yes\"", true),
+        ("hidden = \"on\"", true),
+        ("hidden = 1", true),
+        ("hidden = \"1\"", true),
+        ("hidden = \"No\"", false),
+        ("hidden = \"off\"", false),
+        ("hidden = 0", false),
+    ] {
+        let c = resolve(cli(&[]), file(text)).unwrap();
+        assert_eq!(c.hidden, want, "{text}");
+    }
+    let c = resolve(cli(&[]), file("access-log = \"no\"\nprefault = \"off\"")).unwrap();
+    assert!(!c.access_log && !c.prefault);
+    for bad in ["hidden = \"maybe\"", "hidden = 2"] {
+        let err = resolve(cli(&[]), file(bad)).unwrap_err().to_string();
+        assert!(err.contains("`hidden`"), "{bad}: {err}");
+    }
+}

@@ -30,6 +30,7 @@ pub use resident::{Residency, advise_sequential, is_resident, populate, resident
 pub use splice::{PipeWriter, pipe, vmsplice_mapped};
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 /// A read-only, shared mapping of `len` bytes of a file starting at a
 /// page-aligned `offset`. Unmapped on drop.
@@ -48,7 +49,7 @@ impl Region {
     /// # Errors
     /// Whatever `mmap(2)` reports (ENOMEM under an address-space limit,
     /// ENODEV for files that cannot be mapped, ...).
-    pub fn map(file: &impl std::os::fd::AsRawFd, offset: u64, len: usize) -> io::Result<Region> {
+    pub fn map(file: &impl std::os::fd::AsFd, offset: u64, len: usize) -> io::Result<Region> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
@@ -73,7 +74,8 @@ impl Region {
         // * the kernel-side readers (`writev`, `vmsplice`) get EFAULT instead;
         // * `offset` is page-aligned (checked above) and the caller checked
         //   `len` against fstat, so the mapping starts within the file.
-        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file)? };
+        let map =
+            unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(file.as_fd().as_raw_fd())? };
         guard::install();
         let registration = guard::register(map.as_ptr() as usize, map.len())
             .ok_or_else(|| io::Error::other("SIGBUS guard registry is full"))?;

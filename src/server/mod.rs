@@ -11,21 +11,24 @@
 //! * SIGTERM or SIGINT: stop accepting, let in-flight responses finish for the
 //!   grace period, then return so that the process exits 0.
 
+mod accept;
 pub mod conn;
+mod exec;
+mod idle;
 pub mod zerocopy;
 
 use crate::cache::{CacheConfig, FileCache};
 use crate::config::Config;
 use crate::config::units::format_size;
 use crate::fs::Root;
-use crate::handler::{App, ConnInfo, Scope};
+use crate::handler::App;
 use crate::response::Policy;
-use crate::track::ConnTracker;
-use conn::{ConnIo, Timeouts};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use accept::Acceptor;
+use conn::Timeouts;
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use idle::IdleList;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +53,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         tracing::warn!(error = %e, "SIGBUS guard unavailable: a file truncated while a user-space reader copies it would end the process");
     }
     let root = Root::new(&config.root, config.follow_symlinks_outside_root)?;
+    zerocopy::set_limit(usize::try_from(config.fd_plan.pipes).unwrap_or(usize::MAX));
     let uses_openat2 = root.uses_openat2();
     let cache = FileCache::new(
         root,
@@ -60,6 +64,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             window_size: config.window_size,
             inotify: config.inotify,
             prefault: config.prefault,
+            max_open_files: config.fd_plan.response_files,
         },
     );
     let app = Arc::new(App {
@@ -87,6 +92,8 @@ pub async fn run(config: Config) -> io::Result<()> {
         small_file_max = %format_size(config.small_file_max),
         window_size = %format_size(config.window_size),
         max_connections = config.max_connections,
+        response_files = config.fd_plan.response_files,
+        pipes = config.fd_plan.pipes,
         workers = config.workers,
         nofile = crate::limits::nofile_soft().unwrap_or(0),
         vm_max_map_count = crate::limits::max_map_count().unwrap_or(0),
@@ -99,7 +106,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         tracing::warn!("{warning}");
     }
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(exec::StreamExec { stall: config.send_timeout });
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -123,19 +130,20 @@ pub async fn run(config: Config) -> io::Result<()> {
     let timeouts =
         Timeouts { header: config.header_timeout, idle: config.idle_timeout, send: config.send_timeout };
 
+    let acceptor = Acceptor {
+        app: app.clone(),
+        builder,
+        graceful: graceful.clone(),
+        slots: semaphore,
+        idle: Arc::new(IdleList::default()),
+        timeouts,
+    };
     let mut loops = Vec::new();
     for (listener, addr) in listeners.into_iter().zip(&bound) {
         eprintln!("listening on http://{addr}");
-        loops.push(tokio::spawn(accept_loop(
-            listener,
-            app.clone(),
-            builder.clone(),
-            graceful.clone(),
-            semaphore.clone(),
-            timeouts,
-            stop_rx.clone(),
-        )));
+        loops.push(tokio::spawn(acceptor.clone().run(listener, stop_rx.clone())));
     }
+    drop(acceptor);
     let stats = tokio::spawn(housekeeping(cache.clone()));
 
     wait_for_signal().await;
@@ -152,63 +160,6 @@ pub async fn run(config: Config) -> io::Result<()> {
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
     }
     Ok(())
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    app: Arc<App>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
-    semaphore: Arc<Semaphore>,
-    timeouts: Timeouts,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let permit = tokio::select! {
-            permit = semaphore.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    if is_resource_error(&e) {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        backoff = Duration::from_millis(5);
-        let _ = stream.set_nodelay(true);
-        let tracker = ConnTracker::new();
-        let info = ConnInfo { peer, tracker: tracker.clone() };
-        let io = TokioIo::new(ConnIo::new(stream, tracker, timeouts));
-        let service = crate::app::service::<Incoming>(Scope { app: app.clone(), conn: Some(info) });
-        let per_conn = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            tower::ServiceExt::oneshot(service.clone(), req)
-        });
-        let connection = builder.serve_connection(io, per_conn).into_owned();
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Errors that mean "out of something": retrying at once would spin.
-fn is_resource_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 async fn wait_for_signal() {
@@ -260,6 +211,9 @@ fn log_totals(cache: &FileCache) {
         resident = %format_size(s.resident),
         windows_mapped = s.windows_mapped,
         pread_spans = s.pread_spans,
+        stalled_streams_reset = exec::STALLED_STREAMS.load(Relaxed),
+        open_files = s.open_files,
+        pipes = zerocopy::alive(),
         loads_under_way = s.flights,
         guard_repairs = crate::mmap::guard::repairs(),
         guard_active = crate::mmap::guard::is_active(),

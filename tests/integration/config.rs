@@ -38,8 +38,10 @@ fn bad_values_stop_start_up_naming_the_key() {
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
         (vec!["--cache-max-bytes", "lots"], vec![], "cache-max-bytes"),
-        (vec![], vec![("MAPSERVE_CACHE_MAX_BYTES", "lots")], "cache-max-bytes"),
-        (vec![], vec![("MAPSERVE_HEADER_TIMEOUT", "0")], "header-timeout"),
+        (vec![], vec![("MAPSERVE_CACHE_MAX_BYTES", "lots")], "MAPSERVE_CACHE_MAX_BYTES"),
+        (vec![], vec![("MAPSERVE_HEADER_TIMEOUT", "0")], "MAPSERVE_HEADER_TIMEOUT"),
+        (vec![], vec![("MAPSERVE_HIDDEN", "maybe")], "MAPSERVE_HIDDEN"),
+        (vec![], vec![("MAPSERVE_WINDOW_SIZE", "12345")], "MAPSERVE_WINDOW_SIZE"),
         (vec!["--listen", "not-an-address"], vec![], "listen"),
         (vec!["--window-size", "12345"], vec![], "window-size"),
     ];
@@ -130,4 +132,40 @@ fn access_log_lines_and_the_flag_to_turn_them_off() {
     srv.get("/a.txt");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(!srv.log().contains("status=200"));
+}
+
+#[test]
+fn a_port_in_use_is_reported_once() {
+    let s = Scratch::new("inuse");
+    let first = Server::start(&s.path);
+    let out = mapserve().arg(&s.path).args(["-l", &format!("127.0.0.1:{}", first.port)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{}", first.port)), "{err}");
+}
+
+#[test]
+fn file_booleans_accept_the_command_line_words() {
+    let s = Scratch::new("cfgbool");
+    s.write(".hidden.txt", b"dot");
+    let cfg = s.write("c.toml", b"hidden = \"yes\"\naccess-log = \"off\"\n");
+    let srv = Launch::new(&s.path).args(&["-c", cfg.to_str().unwrap()]).start();
+    assert_eq!(srv.get("/.hidden.txt").status, 200);
+    let _ = srv.get("/c.toml");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!srv.log().contains("mapserve::access"), "access log off");
+}
+
+#[test]
+fn the_connection_cap_is_sized_from_the_raised_descriptor_limit() {
+    let s = Scratch::new("autocap");
+    let srv = Launch::new(&s.path).prefix(&["prlimit", "--nofile=1024:20000", "--"]).start();
+    let log = srv.log();
+    let line = log.lines().find(|l| l.contains("mapserve starting")).unwrap();
+    assert!(line.contains("nofile=20000"), "{line}");
+    let plan = mapserve::limits::FdPlan::new(20_000, None);
+    assert!(line.contains(&format!("max_connections={}", plan.connections)), "{line}");
+    assert!(line.contains(&format!("response_files={}", plan.response_files)), "{line}");
+    assert!(plan.connections > 736 * 10, "sized from 20000, not 1024: {plan:?}");
 }

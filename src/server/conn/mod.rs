@@ -1,177 +1,155 @@
-//! The connection's I/O wrapper: a `TcpStream` that enforces mapserve's
-//! three timeouts, which hyper does not provide in the form needed.
+//! The connection's I/O wrapper: a `TcpStream` with mapserve's timeouts
+//! ([`clock`]), zero-copy sends of mapped file data ([`super::zerocopy`]),
+//! and the checks hyper does not make:
 //!
-//! * **header**: from the first byte of a request head (or from accept) until
-//!   the request starts, at most `header_timeout` (slowloris defence);
-//! * **idle**: with no request in flight and no partial head, a connection
-//!   silent for `idle_timeout` is closed (keep-alive idle);
-//! * **send**: a write that makes no progress for `send_timeout` fails, so a
-//!   client that stops reading is dropped and its mapping released (hyper
-//!   has no write timeout: HTTP-NOTES F3).
+//! * a write is refused when a mapping this connection read from was
+//!   poisoned by the SIGBUS guard (bytes copied out of it may be zeros);
+//! * HTTP/2: control-frame floods get GOAWAY and are closed ([`h2frames`]);
+//! * HTTP/1: a request line longer than 8 KiB gets 414 at once ([`h1line`]);
+//! * an idle keep-alive connection asked to make room (the connection cap
+//!   is reached) is closed ([`super::idle`]).
 //!
 //! It knows whether a request is in flight from the connection's
 //! [`ConnTracker`], which the handler and response body update. Writes are
 //! forwarded vectored, so hyper keeps writing bodies straight from the
 //! mappings (`writev`), with no copy.
 
+mod clock;
+pub mod h1line;
+pub mod h2frames;
+
+pub use clock::Timeouts;
+
+use super::idle::IdleSlot;
 use super::zerocopy::{self, MIN_SPLICE, NoPipe, Splicer};
 use crate::track::ConnTracker;
-use std::future::Future;
+use clock::Clock;
+use h2frames::{FloodGuard, FrameScanner};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
 
-/// The three connection timeouts.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// Request-head timeout.
-    pub header: Duration,
-    /// Idle keep-alive timeout.
-    pub idle: Duration,
-    /// Write-progress timeout.
-    pub send: Duration,
+/// What the connection speaks, once its first bytes are seen.
+#[derive(Debug)]
+enum Proto {
+    Unknown,
+    H1(h1line::LineScanner),
+    H2 { read: FrameScanner, write: FrameScanner, guard: FloodGuard },
 }
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-
-/// A `TcpStream` with timeouts.
-///
-/// Times are kept in milliseconds of the coarse monotonic clock (a memory
-/// read, no TSC), and the timer is re-armed only when it fires or when a
-/// deadline moves earlier: activity merely pushes deadlines later, so a busy
-/// keep-alive connection does no timer work per request.
+/// A `TcpStream` with timeouts and checks.
 #[derive(Debug)]
 pub struct ConnIo {
     stream: TcpStream,
     tracker: Arc<ConnTracker>,
-    limits: Timeouts,
-    timer: Option<Pin<Box<Sleep>>>,
-    timer_at: Option<u64>,
-    last_activity: u64,
-    head_since: Option<u64>,
-    seen_started: u64,
-    write_blocked_since: Option<u64>,
-    is_h2: Option<bool>,
+    clock: Clock,
+    proto: Proto,
     splicer: Splicer,
     seen_epoch: u64,
+    idle: Arc<IdleSlot>,
 }
 
-/// Milliseconds on the coarse monotonic clock.
-fn now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+const URI_TOO_LONG: &str = "414 URI too long\n";
 
 impl ConnIo {
-    /// Wraps an accepted stream. The header clock starts now: a client that
-    /// connects and sends nothing is closed after the header timeout.
-    pub fn new(stream: TcpStream, tracker: Arc<ConnTracker>, limits: Timeouts) -> ConnIo {
-        let now = now_ms();
+    /// Wraps an accepted stream.
+    pub fn new(
+        stream: TcpStream,
+        tracker: Arc<ConnTracker>,
+        limits: Timeouts,
+        idle: Arc<IdleSlot>,
+    ) -> ConnIo {
         ConnIo {
             stream,
             tracker,
-            limits,
-            timer: None,
-            timer_at: None,
-            last_activity: now,
-            head_since: Some(now),
-            seen_started: 0,
-            write_blocked_since: None,
-            is_h2: None,
+            clock: Clock::new(limits),
+            proto: Proto::Unknown,
             splicer: Splicer::default(),
             seen_epoch: crate::mmap::guard::epoch(),
+            idle,
         }
     }
 
-    fn sync_started(&mut self) {
-        let started = self.tracker.started();
-        if started != self.seen_started {
-            self.seen_started = started;
-            self.head_since = None;
-        }
+    fn is_h2(&self) -> bool {
+        matches!(self.proto, Proto::H2 { .. })
     }
 
-    fn on_read(&mut self, data: &[u8]) {
-        let now = now_ms();
-        self.last_activity = now;
-        if self.is_h2.is_none() {
-            self.is_h2 = Some(data.starts_with(H2_PREFACE));
-        }
-        self.sync_started();
-        // After the first request, HTTP/2 control frames on an idle
-        // connection are not a request head: only the idle clock applies.
-        let h2_running = self.is_h2 == Some(true) && self.seen_started > 0;
-        if self.head_since.is_none() && self.tracker.in_flight() == 0 && !h2_running {
-            self.head_since = Some(now);
-        }
-    }
-
-    fn on_write_progress(&mut self) {
-        self.write_blocked_since = None;
-        self.last_activity = now_ms();
-    }
-
-    /// Called when an operation is pending: makes sure the timer will wake
-    /// the connection by the earliest deadline that applies, and fails once
-    /// one has passed.
-    ///
-    /// While a response is in flight no read deadline applies, but the timer
-    /// is still armed (one idle period ahead) so that the connection wakes up
-    /// and re-checks after the response ends: nothing else would wake a
-    /// connection parked on a read.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        for _ in 0..4 {
-            self.sync_started();
-            let now = now_ms();
-            let mut deadline: Option<(u64, Option<&'static str>)> = self
-                .write_blocked_since
-                .map(|t| (t.saturating_add(ms(self.limits.send)), Some("send timeout")));
-            let read_deadline = if self.tracker.in_flight() == 0 {
-                match self.head_since {
-                    Some(t) => (t.saturating_add(ms(self.limits.header)), Some("request header timeout")),
-                    None => (self.last_activity.saturating_add(ms(self.limits.idle)), Some("idle timeout")),
+    /// Looks at bytes just read; an error closes the connection.
+    fn on_read(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Proto::Unknown = self.proto {
+            // "PRI" can only begin the HTTP/2 preface; no method starts so.
+            let n = data.len().min(h2frames::PREFACE.len());
+            self.proto = if data.get(..n) == h2frames::PREFACE.get(..n) && n >= 3 {
+                Proto::H2 {
+                    read: FrameScanner::reading(),
+                    write: FrameScanner::writing(),
+                    guard: FloodGuard::new(clock::now_ms()),
                 }
             } else {
-                (now.max(self.last_activity).saturating_add(ms(self.limits.idle)), None)
+                Proto::H1(h1line::LineScanner::default())
             };
-            deadline = Some(match deadline {
-                Some(d) if d.0 <= read_deadline.0 => d,
-                _ => read_deadline,
-            });
-            let (at, fatal) = deadline?;
-            if at <= now {
-                match fatal {
-                    Some(what) => return Some(io::Error::new(io::ErrorKind::TimedOut, what)),
-                    None => continue,
-                }
-            }
-            // An armed timer that fires no later than needed is kept: when it
-            // fires early, the deadline is recomputed and the timer re-armed.
-            if self.timer_at.is_none_or(|armed| armed > at) {
-                let when = Instant::now() + Duration::from_millis(at - now);
-                match self.timer.as_mut() {
-                    Some(timer) => timer.as_mut().reset(when),
-                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(when))),
-                }
-                self.timer_at = Some(at);
-            }
-            let timer = self.timer.as_mut()?;
-            if timer.as_mut().poll(cx).is_pending() {
-                return None;
-            }
-            // The timer fired: recompute with the time and state of now.
-            self.timer_at = None;
         }
-        None
+        self.clock.on_read(&self.tracker, self.is_h2());
+        match &mut self.proto {
+            Proto::H1(lines) => {
+                if lines.feed(data) {
+                    self.refuse_uri_too_long();
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "request line too long (414)"));
+                }
+            }
+            Proto::H2 { read, write, guard } => {
+                let now = clock::now_ms();
+                let mut flood = false;
+                read.feed(data, |frame| flood |= !guard.on_frame(frame, now));
+                if flood {
+                    // GOAWAY only between two frames of ours.
+                    if write.at_boundary() && !self.splicer.has_pending() {
+                        let _ = self.stream.try_write(&h2frames::goaway_enhance_your_calm(guard.last_stream));
+                    }
+                    tracing::warn!(
+                        "HTTP/2 control-frame flood: GOAWAY (ENHANCE_YOUR_CALM), connection closed"
+                    );
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "HTTP/2 control-frame flood"));
+                }
+            }
+            Proto::Unknown => {}
+        }
+        Ok(())
+    }
+
+    /// Answers 414 when nothing else is being written (best effort: the
+    /// connection closes right after).
+    fn refuse_uri_too_long(&mut self) {
+        if self.tracker.in_flight() > 0 || self.splicer.has_pending() {
+            return;
+        }
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let response = format!(
+            "HTTP/1.1 414 URI Too Long\r\ndate: {date}\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{URI_TOO_LONG}",
+            URI_TOO_LONG.len()
+        );
+        let _ = self.stream.try_write(response.as_bytes());
+        self.tracker.note_refused(414);
+    }
+
+    /// Bytes were written: feed HTTP/2's frame tracking.
+    fn on_written(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
+        if let Proto::H2 { write, guard, .. } = &mut self.proto {
+            guard.on_written(n as u64);
+            for b in bufs {
+                if n == 0 {
+                    break;
+                }
+                let take = n.min(b.len());
+                // Payload bytes are skipped by count, never read.
+                write.feed(b.get(..take).unwrap_or_default(), |_| {});
+                n -= take;
+            }
+        }
     }
 
     /// The write path when large mapped slices may be among `bufs`: bytes
@@ -245,14 +223,14 @@ impl ConnIo {
         match r {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
-                    self.on_write_progress();
+                    self.clock.on_write_progress(&self.tracker, self.is_h2());
                 }
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                self.write_blocked_since.get_or_insert_with(now_ms);
-                match self.poll_deadline(cx) {
+                self.clock.on_write_blocked();
+                match self.clock.poll(cx, &self.tracker) {
                     Some(e) => Poll::Ready(Err(e)),
                     None => Poll::Pending,
                 }
@@ -268,20 +246,35 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let idle = this.clock.is_idle(&this.tracker);
+        if idle && this.idle.must_close() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "idle connection closed to make room",
+            )));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                this.idle.busy();
                 let filled = buf.filled();
                 if filled.len() > before {
-                    this.on_read(filled.get(before..).unwrap_or_default());
+                    this.on_read(filled.get(before..).unwrap_or_default())?;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match this.poll_deadline(cx) {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
+            Poll::Pending => {
+                if idle {
+                    this.idle.idle(clock::now_ms(), cx.waker());
+                } else {
+                    this.idle.busy();
+                }
+                match this.clock.poll(cx, &this.tracker) {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => Poll::Pending,
+                }
+            }
         }
     }
 }
@@ -291,6 +284,9 @@ impl AsyncWrite for ConnIo {
         let this = &mut *self;
         this.check_poison()?;
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.on_written(&[io::IoSlice::new(buf)], n);
+        }
         this.write_result(cx, r)
     }
 
@@ -301,11 +297,14 @@ impl AsyncWrite for ConnIo {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.check_poison()?;
-        if this.splicer.has_pending() || this.tracker.has_probes() {
-            let r = this.poll_write_spliced(cx, bufs);
-            return this.write_result(cx, r);
+        let r = if this.splicer.has_pending() || this.tracker.has_probes() {
+            this.poll_write_spliced(cx, bufs)
+        } else {
+            Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+        };
+        if let Poll::Ready(Ok(n)) = r {
+            this.on_written(bufs, n);
         }
-        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
         this.write_result(cx, r)
     }
 
