@@ -21,6 +21,9 @@ pub enum ServeError {
     /// Method other than GET or HEAD.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A transfer coding the server does not know (the connection closes).
+    #[error("not implemented")]
+    NotImplemented,
     /// Out of descriptors or memory: try again shortly.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -37,6 +40,7 @@ impl ServeError {
             ServeError::NotFound => StatusCode::NOT_FOUND,
             ServeError::Forbidden => StatusCode::FORBIDDEN,
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ServeError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -49,6 +53,7 @@ impl ServeError {
             ServeError::NotFound => "404 not found\n",
             ServeError::Forbidden => "403 forbidden\n",
             ServeError::MethodNotAllowed => "405 method not allowed\n",
+            ServeError::NotImplemented => "501 transfer coding not implemented\n",
             ServeError::Unavailable(_) => "503 service unavailable, try again\n",
             ServeError::Internal(_) => "500 internal server error\n",
         }

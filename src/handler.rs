@@ -110,9 +110,20 @@ async fn serve(
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::MethodNotAllowed);
     }
-    let hosts = req.headers.get_all(header::HOST).iter().count();
-    if hosts > 1 || (hosts == 0 && req.version == Version::HTTP_11) {
-        return Err(ServeError::BadRequest);
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version == Version::HTTP_11 => return Err(ServeError::BadRequest),
+        (Some(host), None) if !crate::http::host::valid_host(host.as_bytes()) => {
+            return Err(ServeError::BadRequest);
+        }
+        (Some(_), Some(_)) => return Err(ServeError::BadRequest),
+        _ => {}
+    }
+    let mut codings = req.headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    if codings.peek().is_some()
+        && !crate::http::host::known_transfer_coding(codings.map(HeaderValue::as_bytes))
+    {
+        return Err(ServeError::NotImplemented);
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
     let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
@@ -143,10 +154,10 @@ async fn serve(
         Err(HoldError::Fs(e)) => return Err(e.into()),
     };
     let Held { fd, window, pread, file_slot, pin } = held;
-    let source = Source { fd, pread, quota: quota.cloned() };
+    let source = Source { fd, pread, quota: quota.cloned(), pin: pin.map(Arc::new) };
     let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, source, window };
     let mut response = response::file(&entry, plan, head, &ctx);
-    response.body_mut().hold(file_slot, pin);
+    response.body_mut().hold(file_slot);
     Ok(response)
 }
 

@@ -212,6 +212,10 @@ pub fn error(e: &ServeError, head: bool) -> Response<FileBody> {
         ServeError::Unavailable(_) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        // The request's framing is unknown: nothing after it can be trusted.
+        ServeError::NotImplemented => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         _ => {}
     }
     text(e.status(), headers, e.public_text(), head)

@@ -38,6 +38,11 @@ pub struct ConnTracker {
     refused: std::sync::atomic::AtomicU16,
     repeats: crate::access::Repeats,
     quota: Arc<crate::quota::Quota>,
+    /// Coarse-clock milliseconds since the last response ended with none
+    /// left in flight; 0 while one is in flight (or before the first).
+    idle_since: AtomicU64,
+    close_requested: std::sync::atomic::AtomicBool,
+    read_waker: Mutex<Option<std::task::Waker>>,
 }
 
 #[derive(Debug, Default)]
@@ -127,11 +132,41 @@ impl ConnTracker {
         &self.repeats
     }
 
+    /// Since when (coarse-clock milliseconds) no response has been in
+    /// flight; `None` while one is, or before the first request.
+    pub fn idle_since(&self) -> Option<u64> {
+        Some(self.idle_since.load(Ordering::Acquire)).filter(|&t| t != 0)
+    }
+
+    /// Asks the connection to close if it is idle (the connection cap is
+    /// reached): wakes its reader, which decides.
+    pub fn request_close(&self) {
+        self.close_requested.store(true, Ordering::Release);
+        let waker = self.read_waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the connection was asked to close; clears the request.
+    pub fn take_close_request(&self) -> bool {
+        self.close_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// Remembers the waker of the connection's pending read.
+    pub fn park_reader(&self, waker: &std::task::Waker) {
+        let mut w = self.read_waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.as_ref().is_some_and(|old| old.will_wake(waker)) {
+            *w = Some(waker.clone());
+        }
+    }
+
     /// Marks a request as started; the guard marks its response finished when
     /// dropped (with the response body, or with the handler if it is cancelled).
     pub fn begin(self: &Arc<Self>) -> RequestGuard {
         self.started.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.idle_since.store(0, Ordering::Release);
         RequestGuard { tracker: self.clone() }
     }
 }
@@ -151,6 +186,10 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.tracker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.tracker.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+            let ms = (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000);
+            self.tracker.idle_since.store(ms.max(1), Ordering::Release);
+        }
     }
 }

@@ -19,7 +19,7 @@
 
 use crate::access::{AccessRecord, Ending};
 use crate::cache::Entry;
-use crate::quota::{FileSlot, PinSlot};
+use crate::quota::FileSlot;
 use crate::track::RequestGuard;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -102,7 +102,7 @@ pub struct FileBody {
     entry: Option<Arc<Entry>>,
     record: Option<AccessRecord>,
     guard: Option<RequestGuard>,
-    slots: (Option<FileSlot>, Option<PinSlot>),
+    file_slot: Option<FileSlot>,
 }
 
 impl FileBody {
@@ -123,7 +123,7 @@ impl FileBody {
             entry,
             record: None,
             guard: None,
-            slots: (None, None),
+            file_slot: None,
         }
     }
 
@@ -147,10 +147,9 @@ impl FileBody {
         FileBody::one(Part::Ready(bytes))
     }
 
-    /// Holds the connection's slots (an open file, a mapping pinned) until
-    /// the body is dropped.
-    pub fn hold(&mut self, file: Option<FileSlot>, pin: Option<PinSlot>) {
-        self.slots = (file, pin);
+    /// Holds the connection's file slot until the body is dropped.
+    pub fn hold(&mut self, file: Option<FileSlot>) {
+        self.file_slot = file;
     }
 
     /// Attaches what the end of the response must report and release.

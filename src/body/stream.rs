@@ -63,7 +63,9 @@ pub struct FileStream {
     pending: Option<Pending>,
     pread_until: u64,
     quota: Option<Arc<Quota>>,
-    pin: Option<PinSlot>,
+    pin: Option<Arc<PinSlot>>,
+    /// The window index `pin` was taken for before the window was mapped.
+    pinned_ahead: Option<u64>,
 }
 
 /// How a [`FileStream`] reads.
@@ -77,6 +79,8 @@ pub struct Source {
     /// The connection's quota: each window the stream holds is pinned in
     /// it, and a window past the connection's share is read with `pread`.
     pub quota: Option<Arc<Quota>>,
+    /// The response's pin on a whole-file mapping (`Held::pin`).
+    pub pin: Option<Arc<PinSlot>>,
 }
 
 impl std::fmt::Debug for FileStream {
@@ -89,9 +93,8 @@ impl FileStream {
     /// A stream of `len` bytes from `offset`. A windowed entry needs the
     /// descriptor the response holds (see `FileCache::hold_for`).
     pub fn new(cache: FileCache, entry: Arc<Entry>, source: Source, offset: u64, len: u64) -> FileStream {
-        let Source { fd, pread, quota } = source;
+        let Source { fd, pread, quota, pin } = source;
         let (window, fd, pread_until) = match &entry.content {
-            // The whole-file pin is the response's (`Held::pin`).
             Content::Mapped(_) if pread => (None, fd, u64::MAX),
             Content::Mapped(w) => (Some(w.clone()), fd, 0),
             // Not mapped at all (no budget, or mmap failed): the whole span
@@ -109,7 +112,8 @@ impl FileStream {
             pending: None,
             pread_until,
             quota,
-            pin: None,
+            pin,
+            pinned_ahead: None,
         }
     }
 
@@ -122,9 +126,15 @@ impl FileStream {
     /// window past the share is read with `pread` instead (the descriptor is
     /// held), and stays in the cache for others.
     fn use_window(&mut self, window: Arc<Window>) {
+        let index = window.start / self.cache.window_size();
+        if self.pinned_ahead.take() == Some(index) {
+            // Pinned before it was mapped.
+            self.window = Some(window);
+            return;
+        }
         self.pin = None;
         if let Some(quota) = &self.quota {
-            self.pin = quota.pin(window.bytes.len() as u64, self.cache.pin_share());
+            self.pin = quota.pin(window.bytes.len() as u64, self.cache.pin_share()).map(Arc::new);
             if self.pin.is_none() && self.fd.is_some() {
                 self.pread_until = window.end();
                 self.window = None;
@@ -182,40 +192,46 @@ impl FileStream {
                 self.start_pread(max);
                 continue;
             }
-            let window =
-                match &self.window {
-                    Some(w) if w.covers(self.offset) => w.clone(),
-                    _ => {
-                        let index = self.offset / self.cache.window_size();
-                        match self.cache.cached_window(&self.entry, index) {
-                            Some(w) => {
-                                self.use_window(w);
-                                continue;
-                            }
-                            None => {
-                                // Past the connection's share, do not even map it.
-                                self.window = None;
-                                self.pin = None;
-                                let share = self.cache.pin_share();
-                                if self.quota.as_ref().is_some_and(|q| {
-                                    q.pinned().saturating_add(self.cache.window_size()) > share
-                                }) {
-                                    self.pread_until = self.window_end(self.offset);
-                                    continue;
+            let window = match &self.window {
+                Some(w) if w.covers(self.offset) => w.clone(),
+                _ => {
+                    let index = self.offset / self.cache.window_size();
+                    match self.cache.cached_window(&self.entry, index) {
+                        Some(w) => {
+                            self.use_window(w);
+                            continue;
+                        }
+                        None => {
+                            // Pinned before it is mapped: past the
+                            // connection's share it is not even mapped, but
+                            // read with pread.
+                            self.window = None;
+                            self.pin = None;
+                            if let Some(quota) = &self.quota {
+                                match quota.pin(self.cache.window_size(), self.cache.pin_share()) {
+                                    Some(pin) => {
+                                        self.pin = Some(Arc::new(pin));
+                                        self.pinned_ahead = Some(index);
+                                    }
+                                    None => {
+                                        self.pread_until = self.window_end(self.offset);
+                                        continue;
+                                    }
                                 }
-                                let (cache, entry) = (self.cache.clone(), self.entry.clone());
-                                let Some(fd) = self.fd.clone() else {
-                                    return Poll::Ready(Some(Err(io::Error::other(
-                                        "windowed file without a descriptor",
-                                    ))));
-                                };
-                                let fut = async move { cache.window(entry, fd, index).await };
-                                self.pending = Some(Pending::Window(Box::pin(fut)));
-                                continue;
                             }
+                            let (cache, entry) = (self.cache.clone(), self.entry.clone());
+                            let Some(fd) = self.fd.clone() else {
+                                return Poll::Ready(Some(Err(io::Error::other(
+                                    "windowed file without a descriptor",
+                                ))));
+                            };
+                            let fut = async move { cache.window(entry, fd, index).await };
+                            self.pending = Some(Pending::Window(Box::pin(fut)));
+                            continue;
                         }
                     }
-                };
+                }
+            };
             let mut n = (window.end().min(self.end) - self.offset).min(max as u64);
             // 2. poison.
             if window.probe.is_poisoned() {
@@ -234,7 +250,9 @@ impl FileStream {
                 }
             }
             let from = (self.offset - window.start) as usize;
-            let chunk = window.chunk(from, n as usize);
+            // Chunks keep the connection's pin for as long as they wait to
+            // be written (h2 buffers them while flow control holds them).
+            let chunk = window.chunk(from, n as usize, self.pin.as_ref());
             self.offset += n;
 
             // 4. residency.

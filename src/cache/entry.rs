@@ -115,6 +115,7 @@ struct WindowSlice {
     window: Arc<Window>,
     from: usize,
     to: usize,
+    _pin: Option<Arc<crate::quota::PinSlot>>,
 }
 
 impl AsRef<[u8]> for WindowSlice {
@@ -125,12 +126,17 @@ impl AsRef<[u8]> for WindowSlice {
 
 impl Window {
     /// `len` bytes of the window from `from` (an offset into the window), as
-    /// a zero-copy slice that pins the window while it lives. Clamped to the
-    /// window.
-    pub fn chunk(self: &Arc<Self>, from: usize, len: usize) -> Bytes {
+    /// a zero-copy slice that pins the window while it lives, and keeps the
+    /// connection's pin on it (`pin`) as long. Clamped to the window.
+    pub fn chunk(
+        self: &Arc<Self>,
+        from: usize,
+        len: usize,
+        pin: Option<&Arc<crate::quota::PinSlot>>,
+    ) -> Bytes {
         let from = from.min(self.bytes.len());
         let to = from.saturating_add(len).min(self.bytes.len());
-        Bytes::from_owner(WindowSlice { window: self.clone(), from, to })
+        Bytes::from_owner(WindowSlice { window: self.clone(), from, to, _pin: pin.cloned() })
     }
 
     /// Whether anything besides its one owner (the cache's table, or the

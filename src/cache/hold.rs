@@ -7,7 +7,9 @@
 //!   budget ([`crate::quota`]); past the share, the file opened again and
 //!   read with `pread`, so that one connection cannot pin the whole budget;
 //! * a file streamed with `pread`: its descriptor (already in the entry);
-//! * every open file counts against the connection's file slots.
+//! * every file opened for a response counts against its connection's file
+//!   slots (a windowed file's descriptor is shared by every response over
+//!   that version: only the response that opened it pays).
 //!
 //! Opening the path again can find a different file there (replaced since
 //! the lookup): that is [`HoldError::Stale`], and the caller reloads. Any
@@ -110,13 +112,9 @@ impl FileCache {
                         return Some(Ok(held));
                     }
                 }
+                // Shared with the responses already running: one descriptor,
+                // so no slot of this connection's.
                 held.fd = Some(windowed.live()?);
-                if let Some(q) = quota {
-                    held.file_slot = match q.take_file() {
-                        Some(slot) => Some(slot),
-                        None => return Some(Err(no_slot())),
-                    };
-                }
             }
         }
         Some(Ok(held))

@@ -84,7 +84,8 @@ impl Acceptor {
         let _ = stream.set_nodelay(true);
         let tracker = ConnTracker::new();
         let info = ConnInfo { peer, tracker: tracker.clone() };
-        let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), self.timeouts, self.idle.register()));
+        self.idle.register(&tracker);
+        let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), self.timeouts));
         let service = crate::app::service::<Incoming>(Scope { app: self.app.clone(), conn: Some(info) });
         let per_conn = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             tower::ServiceExt::oneshot(service.clone(), req)

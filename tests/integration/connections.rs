@@ -183,3 +183,35 @@ fn sigint_with_a_stuck_client_exits_after_the_grace_period() {
     let t = start.elapsed();
     assert!(t >= Duration::from_millis(900) && t < Duration::from_secs(5), "{t:?}");
 }
+
+#[test]
+fn at_the_cap_the_longest_idle_keep_alive_connection_makes_room() {
+    let s = Scratch::new("reclaim");
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path).args(&["--max-connections", "3", "--idle-timeout", "60s"]).start();
+    // Three keep-alive clients, each served once, then idle (oldest first).
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(c);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A fourth client is served at once, not after the idle timeout.
+    let t = Instant::now();
+    let r = srv.get("/a.txt");
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "waited {:?}", t.elapsed());
+    // The one closed was the longest idle.
+    let oldest = idle.remove(0);
+    assert!(closed_within(oldest, Duration::from_secs(2)).is_some(), "the oldest idle connection was closed");
+    for c in idle {
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let open = matches!((&c).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(open, "a more recently used connection was closed");
+    }
+}

@@ -112,42 +112,56 @@ def get_and_hold(port, path, hold):
     sock.close()
 
 
+def hpack_get(path):
+    """A HEADERS block for GET `path`, literal HPACK (no Huffman, no indexing)."""
+    p = path.encode()
+    assert len(p) < 127
+    return b"\x82\x86\x01\x04test\x04" + bytes([len(p)]) + p
+
+
 def reset_flood(port, n, present, missing):
+    """HEADERS for a batch of streams, then RST_STREAM for each: some are
+    reset while their load runs. Raw frames, for speed."""
     sent, connections, goaways = 0, 0, 0
     start = time.time()
-    while sent < n and time.time() - start < 120:
-        sock, conn = connect(port)
+    while sent < n and time.time() - start < 300:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(PREFACE + frame(0x4, 0, 0, b""))
         connections += 1
+        sid = 1
         alive = True
-        while alive and sent < n:
-            batch = min(50, n - sent)
-            for i in range(batch):
-                k = sent + i
-                path = f"{present if k % 2 == 0 else missing}{k}"
-                try:
-                    sid = conn.get_next_available_stream_id()
-                    conn.send_headers(sid, headers(path), end_stream=True)
-                    conn.reset_stream(sid)
-                except Exception:
-                    alive = False
-                    break
+        while alive and sent < n and sid < 2**31 - 200:
+            batch = min(16, n - sent)
+            ids = list(range(sid, sid + 2 * batch, 2))
+            sid += 2 * batch
+            heads = b"".join(
+                frame(0x1, 0x5, s, hpack_get(f"{present if (sent + i) % 2 == 0 else missing}{sent + i}"))
+                for i, s in enumerate(ids)
+            )
+            resets = b"".join(frame(0x3, 0, s, struct.pack(">I", 8)) for s in ids)
             try:
-                sock.sendall(conn.data_to_send())
+                sock.sendall(heads)
+                sock.sendall(resets)
             except OSError:
                 alive = False
                 break
             sent += batch
-            # Read what the server sent so far without waiting long.
-            events = read_events(sock, conn, 0.001)
-            if events is None:
-                alive = False
-            else:
-                for ev in events:
-                    if isinstance(ev, h2.events.ConnectionTerminated):
+            sock.setblocking(False)
+            try:
+                while True:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        alive = False
+                        break
+                    if b"\x00\x00\x08\x07" in data:
                         goaways += 1
                         alive = False
-            if conn.highest_outbound_stream_id and conn.highest_outbound_stream_id > 2**31 - 1000:
+                        break
+            except BlockingIOError:
+                pass
+            except OSError:
                 alive = False
+            sock.setblocking(True)
         try:
             sock.close()
         except OSError:

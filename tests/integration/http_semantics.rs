@@ -2,6 +2,7 @@
 //! preconditions, content types, redirects, HTTP/1.0, pipelining and h2c.
 
 use crate::common::*;
+use std::io::{Read, Write};
 
 fn site() -> (Scratch, Vec<u8>) {
     let s = Scratch::new("http");
@@ -426,4 +427,49 @@ fn oversized_request_heads_get_431() {
         "a".repeat(30_000)
     );
     assert_eq!(Resp::parse(&srv.raw(fine.as_bytes()), false).status, 200);
+}
+
+#[test]
+fn framing_edges_get_the_status_rfc_9112_asks_for() {
+    let (s, _) = site();
+    let srv = Server::start(&s.path);
+    let raw = |head: &str| Resp::parse(&srv.raw(head.as_bytes()), true);
+    // An invalid Host: 400 (RFC 9112 §3.2).
+    for host in ["a b/c", "x@y", "[::1", "h:8o"] {
+        let r = raw(&format!("GET /hello.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+        assert_eq!(r.status, 400, "Host: {host}");
+    }
+    for host in ["example.com:8080", "[::1]:80", "127.0.0.1", ""] {
+        let r = raw(&format!("GET /hello.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+        assert_eq!(r.status, 200, "Host: {host}");
+    }
+    // A transfer coding other than chunked: 501, and the connection closes.
+    let r =
+        raw("GET /hello.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(r.status, 501);
+    assert_eq!(r.header("connection"), Some("close"));
+    // A request line over 8 KiB: 414, whether it fits hyper's buffer or not.
+    for len in [10_000, 100_000] {
+        let head = format!("GET /{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "a".repeat(len));
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let _ = c.write_all(head.as_bytes());
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let r = Resp::parse(&out, false);
+        assert_eq!((r.status, &r.body[..]), (414, &b"414 URI too long\n"[..]), "{len}-byte target");
+    }
+    // Two Range lines are not one valid Range: the whole file.
+    let r = srv.req("GET", "/hello.txt", &[("Range", "bytes=0-1"), ("Range", "bytes=2-3")]);
+    assert_eq!(r.status, 200);
+    // Requests refused before the handler still leave an access line.
+    let _ = srv.raw(b"GET /x HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n");
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || {
+            let log = srv.log();
+            log.contains("status=414") && log.contains("status=400 bytes=0 complete=false ending=\"refused\"")
+        }),
+        "{}",
+        srv.log()
+    );
 }

@@ -20,7 +20,6 @@ pub mod h2frames;
 
 pub use clock::Timeouts;
 
-use super::idle::IdleSlot;
 use super::zerocopy::{self, MIN_SPLICE, NoPipe, Splicer};
 use crate::track::ConnTracker;
 use clock::Clock;
@@ -49,19 +48,13 @@ pub struct ConnIo {
     proto: Proto,
     splicer: Splicer,
     seen_epoch: u64,
-    idle: Arc<IdleSlot>,
 }
 
 const URI_TOO_LONG: &str = "414 URI too long\n";
 
 impl ConnIo {
     /// Wraps an accepted stream.
-    pub fn new(
-        stream: TcpStream,
-        tracker: Arc<ConnTracker>,
-        limits: Timeouts,
-        idle: Arc<IdleSlot>,
-    ) -> ConnIo {
+    pub fn new(stream: TcpStream, tracker: Arc<ConnTracker>, limits: Timeouts) -> ConnIo {
         ConnIo {
             stream,
             tracker,
@@ -69,7 +62,6 @@ impl ConnIo {
             proto: Proto::Unknown,
             splicer: Splicer::default(),
             seen_epoch: crate::mmap::guard::epoch(),
-            idle,
         }
     }
 
@@ -246,8 +238,7 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let idle = this.clock.is_idle(&this.tracker);
-        if idle && this.idle.must_close() {
+        if this.tracker.take_close_request() && this.clock.is_idle(&this.tracker) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "idle connection closed to make room",
@@ -256,7 +247,6 @@ impl AsyncRead for ConnIo {
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                this.idle.busy();
                 let filled = buf.filled();
                 if filled.len() > before {
                     this.on_read(filled.get(before..).unwrap_or_default())?;
@@ -265,11 +255,7 @@ impl AsyncRead for ConnIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if idle {
-                    this.idle.idle(clock::now_ms(), cx.waker());
-                } else {
-                    this.idle.busy();
-                }
+                this.tracker.park_reader(cx.waker());
                 match this.clock.poll(cx, &this.tracker) {
                     Some(e) => Poll::Ready(Err(e)),
                     None => Poll::Pending,
