@@ -418,3 +418,16 @@ impl Drop for H2Client {
         let _ = self.child.wait();
     }
 }
+
+/// Bytes of a process's mappings of files whose path contains `name`.
+pub fn mapped_bytes(pid: u32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(name))
+        .map(|l| {
+            let (a, b) = l.split_whitespace().next().unwrap().split_once('-').unwrap();
+            u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()
+        })
+        .sum()
+}

@@ -63,18 +63,6 @@ fn a_reset_flood_leaves_no_load_behind_and_memory_flat() {
 
 const MIB: u64 = 1 << 20;
 
-/// Bytes of this process's mappings of files whose path contains `name`.
-fn mapped_bytes(pid: u32, name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(name))
-        .map(|l| {
-            let (a, b) = l.split_whitespace().next().unwrap().split_once('-').unwrap();
-            u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()
-        })
-        .sum()
-}
 
 #[test]
 fn streams_stalled_by_flow_control_pin_a_bounded_share_and_are_reset() {

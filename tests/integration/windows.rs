@@ -6,19 +6,6 @@ use std::io::{Seek, SeekFrom, Write};
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-/// Sum of the sizes of this process's mappings of files whose path contains `name`.
-fn mapped_bytes(pid: u32, name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(name))
-        .map(|l| {
-            let range = l.split_whitespace().next().unwrap();
-            let (a, b) = range.split_once('-').unwrap();
-            u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()
-        })
-        .sum()
-}
 
 #[test]
 fn a_sparse_20_gib_file_is_served_anywhere_within_a_256_mib_budget() {
