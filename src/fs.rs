@@ -164,6 +164,13 @@ impl Root {
         Ok(root)
     }
 
+    /// Device and inode of the directory: which directory a ROOT path led to.
+    pub fn dir_identity(&self) -> Option<(u64, u64)> {
+        let st = rustix::fs::statx(self.fd.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).ok()?;
+        let id = Identity::from_statx(&st);
+        Some((id.dev, id.ino))
+    }
+
     /// Whether opens use `openat2` (false: the O_NOFOLLOW walk).
     pub fn uses_openat2(&self) -> bool {
         self.openat2.load(Ordering::Relaxed)

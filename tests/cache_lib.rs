@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mapserve::cache::{CacheConfig, Content, FileCache};
-use mapserve::fs::Root;
 use mapserve::response::{self, FileContext, Plan, Policy};
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
         max_open_files: 1000,
     };
     tweak(&mut c);
-    FileCache::new(Root::new(dir, false).unwrap(), &c)
+    FileCache::new(dir, false, &c).unwrap()
 }
 
 /// The body of the response `plan` asks for, built as the handler builds it

@@ -224,6 +224,8 @@ pub struct Entry {
     /// Change detection: valid until inotify reports a change along the
     /// path; `None` means "revalidate with statx".
     pub token: Option<Arc<super::watch::Token>>,
+    /// The generation of ROOT it was loaded under (see `cache::root`).
+    pub root_generation: u64,
 }
 
 impl Entry {
@@ -251,6 +253,7 @@ impl Entry {
             content,
             headers,
             token: None,
+            root_generation: 0,
         }
     }
 

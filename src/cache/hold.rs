@@ -163,7 +163,11 @@ impl Shared {
         if let Some(fd) = windowed.and_then(|w| w.live()) {
             return Ok(fd);
         }
-        let opened = match self.root.open(&entry.key) {
+        let (root, generation) = self.roots.current();
+        if generation != entry.root_generation {
+            return Err(HoldError::Stale);
+        }
+        let opened = match root.open(&entry.key) {
             Ok(opened) => opened,
             Err(FsError::NotFound) => return Err(HoldError::Stale),
             Err(e) => return Err(HoldError::Fs(e)),

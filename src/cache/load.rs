@@ -29,10 +29,22 @@ const COPY_ATTEMPTS: usize = 3;
 impl Shared {
     /// Loads `key` and, unless it is streamed, inserts it into the table.
     pub(super) fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
+        // A swapped ROOT must be noticed by a miss as by a hit: with inotify
+        // the pending events say so; without, the path is opened again (a
+        // changed file led to this load).
+        if let Some(watcher) = &self.watcher {
+            watcher.sync();
+            if !self.roots.unchanged() && self.roots.refresh(Some(watcher)) {
+                self.forget_all();
+            }
+        } else if self.roots.refresh(None) {
+            self.forget_all();
+        }
+        let (root, generation) = self.roots.current();
         // Watch the path before opening it, so that no change can fall
         // between what is opened and what is watched.
-        let token = self.watcher.as_ref().and_then(|w| w.watch_path(key));
-        let opened = self.root.open(key)?;
+        let token = self.watcher.as_ref().and_then(|w| w.watch_path(&*root, key));
+        let opened = root.open(key)?;
         let token = match (token, &self.watcher) {
             (Some(token), Some(watcher))
                 if watch::is_watchable(&opened.fd) && watcher.watch_file(&token, &opened.fd) =>
@@ -51,6 +63,7 @@ impl Shared {
             Kind::File | Kind::Other => self.load_file(key, opened)?,
         };
         entry.token = token;
+        entry.root_generation = generation;
         let entry = Arc::new(entry);
         if !matches!(entry.content, Content::Stream(_)) {
             match self.table.insert(key, Cached::File(entry.clone())) {

@@ -19,6 +19,8 @@ pub mod files;
 mod flight;
 mod hold;
 mod load;
+mod root;
+mod sweep;
 pub mod table;
 pub mod watch;
 mod window;
@@ -29,9 +31,10 @@ pub use hold::{Held, HoldError, Reads};
 use crate::fs::{FsError, Root};
 use budget::Budget;
 use flight::Flights;
+use root::Roots;
 use rustix::fd::AsFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 use table::{Pinned, Table};
 
@@ -82,7 +85,7 @@ pub struct CacheConfig {
 }
 
 struct Shared {
-    root: Root,
+    roots: Roots,
     watcher: Option<watch::Watcher>,
     table: Table<Cached>,
     budget: Arc<Budget>,
@@ -142,11 +145,24 @@ impl std::fmt::Debug for FileCache {
 }
 
 impl FileCache {
-    /// A cache over `root`. Starts the sweep thread.
-    pub fn new(root: Root, config: &CacheConfig) -> FileCache {
+    /// A cache over the directory `root` (a path, followed again when it is
+    /// swapped: see [`root`]). Starts the sweep thread.
+    ///
+    /// # Errors
+    /// When `root` cannot be opened as a directory.
+    pub fn new(
+        root: &std::path::Path,
+        follow_outside: bool,
+        config: &CacheConfig,
+    ) -> std::io::Result<FileCache> {
+        let roots = Roots::new(Root::new(root, follow_outside)?, root, follow_outside);
         let watcher = if config.inotify {
-            match watch::Watcher::new(&root) {
-                Ok(w) => Some(w),
+            match watch::Watcher::new() {
+                Ok(w) if roots.watch(&w) => Some(w),
+                Ok(_) => {
+                    tracing::warn!("cannot watch the ROOT path; revalidating with statx per request");
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "inotify unavailable; revalidating with statx per request");
                     None
@@ -157,7 +173,7 @@ impl FileCache {
         };
         let shared = Arc::new(Shared {
             watcher,
-            root,
+            roots,
             table: Table::new(config.max_entries),
             budget: Budget::new(config.max_bytes, config.max_entries as u64),
             open_files: files::FilePool::new(config.max_open_files),
@@ -176,11 +192,16 @@ impl FileCache {
         });
         let weak = Arc::downgrade(&shared);
         let started =
-            std::thread::Builder::new().name("mapserve-sweep".into()).spawn(move || sweep_loop(weak));
+            std::thread::Builder::new().name("mapserve-sweep".into()).spawn(move || sweep::sweep_loop(weak));
         if let Err(e) = started {
             tracing::warn!(error = %e, "cannot start the sweep thread; entries are still revalidated per request");
         }
-        FileCache { shared }
+        Ok(FileCache { shared })
+    }
+
+    /// Whether files are opened with `openat2(RESOLVE_BENEATH)`.
+    pub fn uses_openat2(&self) -> bool {
+        self.shared.roots.current().0.uses_openat2()
     }
 
     /// The entry for `key` (a validated relative path) in its current state.
@@ -292,9 +313,14 @@ impl FileCache {
             )
             .ok()
             .map(|st| st.stx_size),
-            None => {
-                shared.root.stat(&entry.key).ok().filter(|id| id.ino == entry.identity.ino).map(|id| id.size)
-            }
+            None => shared
+                .roots
+                .current()
+                .0
+                .stat(&entry.key)
+                .ok()
+                .filter(|id| id.ino == entry.identity.ino)
+                .map(|id| id.size),
         };
         now.filter(|&size| size != entry.len())
     }
@@ -325,7 +351,7 @@ impl FileCache {
     /// Drops every entry whose file changed or vanished and refreshes the
     /// resident-bytes count. Runs on the sweep thread; public for tests.
     pub fn sweep(&self) {
-        sweep_once(&self.shared);
+        sweep::sweep_once(&self.shared);
     }
 }
 
@@ -337,12 +363,34 @@ impl Shared {
                 return false;
             }
         }
-        match (&entry.token, &self.watcher) {
-            (Some(token), Some(watcher)) => {
-                watcher.sync();
-                token.is_valid()
+        if let Some(watcher) = &self.watcher {
+            watcher.sync();
+            if !self.roots.unchanged() && self.roots.refresh(Some(watcher)) {
+                self.forget_all();
             }
-            _ => matches!(self.root.stat(key), Ok(now) if now == entry.identity),
+        }
+        if entry.root_generation != self.roots.generation() {
+            return false;
+        }
+        match (&entry.token, &self.watcher) {
+            (Some(token), Some(_)) => token.is_valid(),
+            (None, Some(_)) => matches!(self.roots.current().0.stat(key), Ok(now) if now == entry.identity),
+            // Through the ROOT path itself, so that a swapped ROOT shows.
+            (_, None) => matches!(self.roots.stat_through_path(key), Ok(now) if now == entry.identity),
+        }
+    }
+
+    /// Drops every entry and window: ROOT now leads to another tree.
+    fn forget_all(&self) {
+        for (key, value) in self.table.snapshot() {
+            match value {
+                Cached::File(entry) => self.forget(&key, &entry),
+                Cached::Window(w) => {
+                    drop(
+                        self.table.remove_if(&key, |v| matches!(v, Cached::Window(x) if Arc::ptr_eq(x, &w))),
+                    );
+                }
+            }
         }
     }
 
@@ -352,44 +400,4 @@ impl Shared {
         drop(self.table.remove_if(key, |v| matches!(v, Cached::File(e) if Arc::ptr_eq(e, entry))));
         self.retire(entry);
     }
-}
-
-fn sweep_loop(shared: Weak<Shared>) {
-    loop {
-        std::thread::sleep(SWEEP_INTERVAL);
-        let Some(shared) = shared.upgrade() else { return };
-        sweep_once(&shared);
-    }
-}
-
-fn sweep_once(shared: &Shared) {
-    budget::with_inline_unmap(|| {
-        let mut resident = 0u64;
-        for (key, value) in shared.table.snapshot() {
-            match value {
-                Cached::File(entry) => {
-                    if shared.is_fresh(&key, &entry) {
-                        if let Content::Mapped(w) = &entry.content {
-                            resident += w.refresh_residency();
-                        }
-                    } else {
-                        shared.forget(&key, &entry);
-                    }
-                }
-                // Belt and braces: a window whose entry is gone.
-                Cached::Window(w) if w.is_orphan() => {
-                    drop(
-                        shared
-                            .table
-                            .remove_if(&key, |v| matches!(v, Cached::Window(x) if Arc::ptr_eq(x, &w))),
-                    );
-                }
-                Cached::Window(w) => resident += w.refresh_residency(),
-            }
-        }
-        shared.resident.store(resident, Ordering::Relaxed);
-        if let Some(watcher) = &shared.watcher {
-            watcher.prune();
-        }
-    });
 }

@@ -38,7 +38,8 @@ pub struct Token {
 }
 
 impl Token {
-    fn new() -> Arc<Token> {
+    /// A valid token.
+    pub fn new() -> Arc<Token> {
         Arc::new(Token { valid: AtomicBool::new(true) })
     }
 
@@ -103,21 +104,15 @@ impl Node {
 #[derive(Debug)]
 pub struct Watcher {
     fd: OwnedFd,
-    root_fd: i32,
     nodes: Mutex<HashMap<i32, Node>>,
     busy: AtomicUsize,
 }
 
 impl Watcher {
-    /// Starts watching for a tree whose root directory is open as `root`.
-    pub fn new(root: &impl AsFd) -> Result<Watcher, Errno> {
+    /// An inotify instance with nothing watched yet.
+    pub fn new() -> Result<Watcher, Errno> {
         let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
-        Ok(Watcher {
-            fd,
-            root_fd: root.as_fd().as_raw_fd(),
-            nodes: Mutex::new(HashMap::new()),
-            busy: AtomicUsize::new(0),
-        })
+        Ok(Watcher { fd, nodes: Mutex::new(HashMap::new()), busy: AtomicUsize::new(0) })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<i32, Node>> {
@@ -173,34 +168,50 @@ impl Watcher {
         }
     }
 
-    /// Watches every directory on the way to `key` (a relative path) and
-    /// returns a token that any change along that path invalidates. Called
-    /// before the file is opened, so that no change can fall between what was
-    /// opened and what is watched. `None` when a watch cannot be added (limit
-    /// reached): the entry must then be revalidated with `statx`.
-    pub fn watch_path(&self, key: &[u8]) -> Option<Arc<Token>> {
+    /// Watches every directory on the way to `key` (a path relative to the
+    /// directory `root`) and returns a token that any change along that path
+    /// invalidates. Called before the file is opened, so that no change can
+    /// fall between what was opened and what is watched. `None` when a watch
+    /// cannot be added (limit reached): the entry must then be revalidated
+    /// with `statx`.
+    pub fn watch_path(&self, root: &impl AsFd, key: &[u8]) -> Option<Arc<Token>> {
         let token = Token::new();
+        let dir = format!("/proc/self/fd/{}", root.as_fd().as_raw_fd()).into_bytes();
+        self.watch_components(dir, key, &token).then_some(token)
+    }
+
+    /// Watches every directory on the way to the absolute path `path` for
+    /// changes to the names along it (not inside its last component), with
+    /// `token`, which is made valid again first. False when a watch cannot be
+    /// added.
+    pub fn watch_absolute(&self, path: &[u8], token: &Arc<Token>) -> bool {
+        token.valid.store(true, Ordering::Release);
+        self.watch_components(b"/".to_vec(), path, token)
+    }
+
+    fn watch_components(&self, mut dir: Vec<u8>, key: &[u8], token: &Arc<Token>) -> bool {
         let mut nodes = self.lock();
         self.busy.fetch_add(1, Ordering::SeqCst);
         self.drain(&mut nodes);
-        let mut dir: Vec<u8> = format!("/proc/self/fd/{}", self.root_fd).into_bytes();
         let mut ok = true;
         for component in key.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
             match inotify::add_watch(&self.fd, dir.as_slice(), DIR_MASK | WatchFlags::MASK_ADD) {
                 Ok(wd) => {
                     let node = nodes.entry(wd).or_default();
-                    node.children.entry(component.into()).or_default().push(Arc::downgrade(&token));
+                    node.children.entry(component.into()).or_default().push(Arc::downgrade(token));
                 }
                 Err(_) => {
                     ok = false;
                     break;
                 }
             }
-            dir.push(b'/');
+            if dir.last() != Some(&b'/') {
+                dir.push(b'/');
+            }
             dir.extend_from_slice(component);
         }
         self.busy.fetch_sub(1, Ordering::SeqCst);
-        ok.then_some(token)
+        ok
     }
 
     /// Adds a watch on the opened file's own inode (changes through any other
@@ -271,12 +282,14 @@ mod tests {
         let root =
             rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
                 .unwrap();
-        let w = Watcher::new(&root).unwrap();
+        let w = Watcher::new().unwrap();
         (dir, root, w)
     }
 
     fn token_for(w: &Watcher, dir: &std::path::Path, key: &str) -> Arc<Token> {
-        let t = w.watch_path(key.as_bytes()).unwrap();
+        let root = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .unwrap();
+        let t = w.watch_path(&root, key.as_bytes()).unwrap();
         let f: OwnedFd = std::fs::File::open(dir.join(key)).unwrap().into();
         assert!(w.watch_file(&t, &f));
         t

@@ -44,7 +44,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The resolved, validated configuration. Built once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Canonical path of the directory served.
+    /// Absolute path of the directory served (not resolved: a symlink in it
+    /// is followed again when it is swapped).
     pub root: PathBuf,
     /// Addresses to listen on (at least one).
     pub listen: Vec<SocketAddr>,
@@ -226,7 +227,9 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
     }
 
     let root_given = cli.root.or(file.root).unwrap_or_else(|| PathBuf::from("."));
-    let root = std::fs::canonicalize(&root_given)
+    // Absolute but not canonical: a ROOT given through a symlink
+    // (`current -> releases/r1`) is followed again when it is swapped.
+    let root = std::path::absolute(&root_given)
         .map_err(|e| invalid("root", format!("{}: {e}", root_given.display())))?;
     if !root.is_dir() {
         return Err(invalid("root", format!("{} is not a directory", root.display())));

@@ -20,7 +20,6 @@ pub mod zerocopy;
 use crate::cache::{CacheConfig, FileCache};
 use crate::config::Config;
 use crate::config::units::format_size;
-use crate::fs::Root;
 use crate::handler::App;
 use crate::response::Policy;
 use accept::Acceptor;
@@ -52,11 +51,10 @@ pub async fn run(config: Config) -> io::Result<()> {
     if let Err(e) = crate::mmap::guard::status() {
         tracing::warn!(error = %e, "SIGBUS guard unavailable: a file truncated while a user-space reader copies it would end the process");
     }
-    let root = Root::new(&config.root, config.follow_symlinks_outside_root)?;
     zerocopy::set_limit(usize::try_from(config.fd_plan.pipes).unwrap_or(usize::MAX));
-    let uses_openat2 = root.uses_openat2();
     let cache = FileCache::new(
-        root,
+        &config.root,
+        config.follow_symlinks_outside_root,
         &CacheConfig {
             max_bytes: config.cache_max_bytes,
             max_entries: config.cache_max_entries,
@@ -66,7 +64,8 @@ pub async fn run(config: Config) -> io::Result<()> {
             prefault: config.prefault,
             max_open_files: config.fd_plan.response_files,
         },
-    );
+    )?;
+    let uses_openat2 = cache.uses_openat2();
     let app = Arc::new(App {
         cache: cache.clone(),
         hidden: config.hidden,

@@ -267,3 +267,41 @@ fn every_change_is_seen_by_the_very_next_request() {
         }
     }
 }
+
+#[test]
+fn a_swapped_root_symlink_is_followed_by_new_requests() {
+    for mode in ["inotify", "stat"] {
+        let s = Scratch::new(&format!("deploy-{mode}"));
+        let r1_big = pattern(24 << 20, 80);
+        s.write("releases/r1/index.html", b"release 1");
+        s.write("releases/r1/big.bin", &r1_big);
+        s.write("releases/r2/index.html", b"release 2");
+        std::os::unix::fs::symlink("releases/r1", s.join("current")).unwrap();
+        let srv = Launch::new(&s.join("current")).args(&["--revalidate", mode]).start();
+        assert_eq!(srv.get("/").body, b"release 1");
+        // A download from r1 is in flight across the deploy.
+        let port = srv.port;
+        let download =
+            std::thread::spawn(move || slow_download(port, "/big.bin", 256 << 10, Duration::from_secs(30)));
+        assert!(eventually(Duration::from_secs(5), || srv.log().contains("target=/big.bin")
+            || std::fs::read_to_string(format!("/proc/{}/maps", srv.pid())).unwrap().contains("big.bin")));
+        // The atomic deploy: a new link renamed over the old one.
+        std::os::unix::fs::symlink("releases/r2", s.join("current.tmp")).unwrap();
+        std::fs::rename(s.join("current.tmp"), s.join("current")).unwrap();
+        assert_eq!(srv.get("/").body, b"release 2", "{mode}: the next request sees the new release");
+        assert_eq!(srv.get("/big.bin").status, 404, "{mode}: r1's files are gone from the new tree");
+        // The old release is deleted; the new one keeps serving.
+        std::fs::remove_dir_all(s.join("releases/r1")).unwrap();
+        assert_eq!(srv.get("/").body, b"release 2");
+        s.write("releases/r2/new.txt", b"added after");
+        assert_eq!(srv.get("/new.txt").body, b"added after");
+        let (head, body) = download.join().unwrap();
+        assert_eq!(head.status, 200);
+        assert!(body == r1_big, "{mode}: the download in flight finished on the old tree");
+        // And back again.
+        s.write("releases/r3/index.html", b"release 3");
+        std::os::unix::fs::symlink("releases/r3", s.join("current.tmp")).unwrap();
+        std::fs::rename(s.join("current.tmp"), s.join("current")).unwrap();
+        assert_eq!(srv.get("/").body, b"release 3", "{mode}: {}", srv.log());
+    }
+}

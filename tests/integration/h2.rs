@@ -63,7 +63,6 @@ fn a_reset_flood_leaves_no_load_behind_and_memory_flat() {
 
 const MIB: u64 = 1 << 20;
 
-
 #[test]
 fn streams_stalled_by_flow_control_pin_a_bounded_share_and_are_reset() {
     let s = Scratch::new("h2-stall");

@@ -6,7 +6,6 @@ use std::io::{Seek, SeekFrom, Write};
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-
 #[test]
 fn a_sparse_20_gib_file_is_served_anywhere_within_a_256_mib_budget() {
     let s = Scratch::new("sparse");
