@@ -100,6 +100,16 @@ mod tests {
         assert!(parse_duration("1.5s").is_err());
     }
 
+    proptest::proptest! {
+        /// Both parsers agree with the README's description (the model).
+        #[test]
+        fn agree_with_the_model(n in "[0-9]{0,22}", space in "( |)", unit in "(|b|k|KiB|m|MiB|g|GiB|t|TiB|KB|MB|GB|TB|ms|s|sec|secs|min|h|x|Mb)") {
+            let text = format!("{n}{space}{unit}");
+            proptest::prop_assert_eq!(parse_size(&text).ok(), crate::http::model::size(&text), "{}", text);
+            proptest::prop_assert_eq!(parse_duration(&text).ok().map(|d| d.as_millis()), crate::http::model::duration_ms(&text), "{}", text);
+        }
+    }
+
     #[test]
     fn formatting() {
         assert_eq!(format_size(512), "512 B");

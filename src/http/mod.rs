@@ -3,7 +3,10 @@
 //! decisions made here into responses.
 
 pub mod conditional;
+pub mod encoding;
 pub mod host;
 pub mod mime;
+#[cfg(any(test, fuzzing))]
+pub mod model;
 pub mod multipart;
 pub mod range;

@@ -123,7 +123,60 @@ fn entity_tag_lists_parse_like_the_rfc_grammar() {
     assert_eq!(EntityTags::new(b"\"a\" junk, \"b\"").map(|t| t.opaque).collect::<Vec<_>>(), vec![b"b"]);
 }
 
+fn tag_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("\"abc\"".to_owned()),
+        Just("W/\"abc\"".to_owned()),
+        Just("\"other\"".to_owned()),
+        Just("*".to_owned()),
+        Just("abc".to_owned()),
+        Just("\"abc\", \"x\"".to_owned()),
+        Just(" W/\"x\" , \"abc\" ".to_owned()),
+        Just("\"a\"bc\"".to_owned()),
+        Just("".to_owned()),
+    ]
+}
+
+fn date_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("Sun, 06 Nov 1994 08:49:37 GMT".to_owned()),
+        Just("Sun, 06 Nov 1994 08:49:36 GMT".to_owned()),
+        Just("Sun, 06 Nov 1994 08:49:38 GMT".to_owned()),
+        Just("Sunday, 06-Nov-94 08:49:37 GMT".to_owned()),
+        Just("Sun Nov  6 08:49:37 1994".to_owned()),
+        Just("yesterday".to_owned()),
+    ]
+}
+
 proptest! {
+    /// §13.2.2 as implemented agrees with the step-by-step model.
+    #[test]
+    fn agrees_with_the_rfc_model(
+        if_match in proptest::collection::vec(tag_value(), 0..3),
+        if_none_match in proptest::collection::vec(tag_value(), 0..3),
+        if_modified_since in proptest::collection::vec(date_value(), 0..3),
+        if_unmodified_since in proptest::collection::vec(date_value(), 0..3),
+        if_range in proptest::option::of(prop_oneof![tag_value(), date_value()]),
+        range: bool, is_get: bool, has_lm: bool, lm_strong: bool,
+    ) {
+        let mut headers = HeaderMap::new();
+        let add = |h: &mut HeaderMap, name: header::HeaderName, vs: &[String]| {
+            for v in vs { h.append(name.clone(), HeaderValue::from_str(v).unwrap()); }
+        };
+        add(&mut headers, header::IF_MATCH, &if_match);
+        add(&mut headers, header::IF_NONE_MATCH, &if_none_match);
+        add(&mut headers, header::IF_MODIFIED_SINCE, &if_modified_since);
+        add(&mut headers, header::IF_UNMODIFIED_SINCE, &if_unmodified_since);
+        if let Some(v) = &if_range { headers.insert(header::IF_RANGE, HeaderValue::from_str(v).unwrap()); }
+        if range { headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-1")); }
+        let lm = has_lm.then_some(784_111_777);
+        let v = Validators { etag: b"\"abc\"", last_modified: lm, last_modified_is_strong: lm_strong };
+        let c = crate::http::model::Conditions {
+            if_match, if_none_match, if_modified_since, if_unmodified_since, if_range, range,
+        };
+        prop_assert_eq!(evaluate(&headers, is_get, &v), crate::http::model::preconditions(&c, is_get, "abc", lm, lm_strong));
+    }
+
     #[test]
     fn entity_tag_parser_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
         for tag in EntityTags::new(&bytes) {

@@ -104,37 +104,6 @@ fn u64_max_length_does_not_overflow() {
     );
 }
 
-/// A slow reference model written straight from RFC 9110 §14.1: which byte
-/// offsets does a header select?
-fn model_selected(header: &str, len: u64) -> Option<Vec<bool>> {
-    let rest = header.strip_prefix("bytes=")?;
-    let mut selected = vec![false; len as usize];
-    let mut any = false;
-    for spec in rest.split(',') {
-        let (a, b) = spec.split_once('-')?;
-        let (first, last) = if a.is_empty() {
-            let n: u64 = b.parse().ok()?;
-            (len.saturating_sub(n), if n == 0 { None } else { len.checked_sub(1) })
-        } else {
-            let first: u64 = a.parse().ok()?;
-            let last: u64 = if b.is_empty() { u64::MAX } else { b.parse().ok()? };
-            if last < first {
-                return None;
-            }
-            (first, Some(last.min(len.saturating_sub(1))))
-        };
-        if let Some(last) = last {
-            if first < len {
-                for i in first..=last {
-                    selected[i as usize] = true;
-                    any = true;
-                }
-            }
-        }
-    }
-    any.then_some(selected)
-}
-
 fn spec_strategy() -> impl Strategy<Value = String> {
     prop_oneof![
         (0u64..300, 0u64..300).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
@@ -184,7 +153,7 @@ proptest! {
         len in 0u64..300,
     ) {
         let header = format!("bytes={}", specs.join(","));
-        let model = model_selected(&header, len);
+        let model = crate::http::model::range_selected(&header, len);
         let got = outcome(&header, len);
         match (&model, &got) {
             (None, RangeOutcome::Unsatisfiable) => {}
