@@ -121,12 +121,9 @@ fn if_range_matches(value: &HeaderValue, opaque: &[u8], v: &Validators<'_>) -> b
     if bytes.starts_with(b"W/") {
         return false;
     }
-    if bytes.starts_with(b"\"") {
-        let mut tags = EntityTags::new(bytes);
-        return match (tags.next(), tags.next()) {
-            (Some(tag), None) => !tag.weak && tag.opaque == opaque,
-            _ => false,
-        };
+    if let Some(inner) = bytes.strip_prefix(b"\"") {
+        // Exactly one strong entity-tag, nothing after it (not a list).
+        return inner.strip_suffix(b"\"").is_some_and(|tag| tag == opaque && is_etagc(tag));
     }
     match (parse_date(value), v.last_modified) {
         (Some(date), Some(modified)) => v.last_modified_is_strong && date == modified,
@@ -148,6 +145,11 @@ pub fn parse_date(value: &HeaderValue) -> Option<u64> {
     let text = value.to_str().ok()?;
     let time = httpdate::parse_http_date(text.trim()).ok()?;
     time.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// `etagc = %x21 / %x23-7E / obs-text` (RFC 9110 §8.8.3), for every byte.
+fn is_etagc(opaque: &[u8]) -> bool {
+    opaque.iter().all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -200,7 +202,7 @@ impl<'a> Iterator for EntityTags<'a> {
             let parsed = body.strip_prefix(b"\"").and_then(|inner| {
                 let close = inner.iter().position(|&b| b == b'"')?;
                 let (opaque, after) = inner.split_at(close);
-                let valid = opaque.iter().all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80);
+                let valid = is_etagc(opaque);
                 let after = trim(after.get(1..).unwrap_or_default());
                 let after_ok = after.is_empty() || after.starts_with(b",");
                 (valid && after_ok).then_some((opaque, after))

@@ -9,19 +9,36 @@ use super::conditional::Decision;
 use super::encoding::Coding;
 
 /// RFC 9110 §14.1: which byte offsets a `Range` header selects; `None` when
-/// it is not a valid `bytes` range set or selects nothing.
+/// it is not a valid `bytes` range set or selects nothing. The unit is
+/// case-insensitive (§14.1); list elements may be empty and carry optional
+/// whitespace (§5.6.1); positions are `1*DIGIT`, any size (saturating).
 pub fn range_selected(header: &str, len: u64) -> Option<Vec<bool>> {
-    let rest = header.strip_prefix("bytes=")?;
+    let (unit, rest) = header.split_once('=')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let digits = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(s.bytes().fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
+    };
     let mut selected = vec![false; len as usize];
     let mut any = false;
+    let mut specs = 0;
     for spec in rest.split(',') {
+        let spec = spec.trim_matches([' ', '\t']);
+        if spec.is_empty() {
+            continue;
+        }
+        specs += 1;
         let (a, b) = spec.split_once('-')?;
         let (first, last) = if a.is_empty() {
-            let n: u64 = b.parse().ok()?;
+            let n: u64 = digits(b)?;
             (len.saturating_sub(n), if n == 0 { None } else { len.checked_sub(1) })
         } else {
-            let first: u64 = a.parse().ok()?;
-            let last: u64 = if b.is_empty() { u64::MAX } else { b.parse().ok()? };
+            let first: u64 = digits(a)?;
+            let last: u64 = if b.is_empty() { u64::MAX } else { digits(b)? };
             if last < first {
                 return None;
             }
@@ -36,7 +53,7 @@ pub fn range_selected(header: &str, len: u64) -> Option<Vec<bool>> {
             }
         }
     }
-    any.then_some(selected)
+    (specs > 0 && any).then_some(selected)
 }
 
 /// RFC 9110 §12.5.3 with the README's preferences, on text: the coding to
@@ -265,6 +282,7 @@ pub fn preconditions(
             if v.starts_with("W/") {
                 false
             } else if v.starts_with('"') {
+                // One entity-tag (§13.1.5), not a list.
                 v.len() >= 2 && v.ends_with('"') && &v[1..v.len() - 1] == opaque
             } else {
                 match (date(std::slice::from_ref(&v.to_owned())), last_modified) {

@@ -148,6 +148,20 @@ fn date_value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Found by fuzzing (`fuzz/regressions/conditional/`): If-Range holds one
+/// entity-tag, not a list, so `"abc" ,` does not match and the whole
+/// representation is sent.
+#[test]
+fn if_range_is_one_entity_tag_not_a_list() {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-1"));
+    let v = Validators { etag: b"\"abc\"", last_modified: None, last_modified_is_strong: false };
+    for (value, matches) in [("\"abc\"", true), (" \"abc\" ", true), ("\"abc\" ,", false), ("\"abc\", \"abc\"", false)] {
+        headers.insert(header::IF_RANGE, HeaderValue::from_static(value));
+        assert_eq!(evaluate(&headers, true, &v), Decision::Proceed { use_range: matches }, "{value}");
+    }
+}
+
 proptest! {
     /// §13.2.2 as implemented agrees with the step-by-step model.
     #[test]
