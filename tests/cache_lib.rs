@@ -25,6 +25,7 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
         small_file_max: 0,
         inotify: true,
         prefault: true,
+        verified_sends: false,
         window_size: 64 << 20,
         max_open_files: 1000,
     };

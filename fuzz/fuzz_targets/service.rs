@@ -48,6 +48,7 @@ fn world() -> &'static World {
                     window_size: 1 << 20,
                     inotify: true,
                     prefault: true,
+                    verified_sends: false,
                     max_open_files: 64,
                 },
             )

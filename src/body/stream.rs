@@ -180,6 +180,9 @@ impl FileStream {
                             Err(e) => return Poll::Ready(Some(Err(e))),
                         };
                         self.offset = self.offset.saturating_add(bytes.len() as u64);
+                        if self.cache.verifies_sends() && !self.cache.unchanged(&self.entry, self.fd.as_deref(), self.offset) {
+                            return Poll::Ready(Some(Err(changed_in_place())));
+                        }
                         return Poll::Ready(Some(Ok(Chunk { bytes, mapped: false, probe: None })));
                     }
                 }
@@ -235,7 +238,7 @@ impl FileStream {
             let mut n = (window.end().min(self.end) - self.offset).min(max as u64);
             // 2. poison.
             if window.probe.is_poisoned() {
-                return Poll::Ready(Some(Err(io::Error::other("file changed under its mapping (SIGBUS)"))));
+                return Poll::Ready(Some(Err(poisoned())));
             }
             // 3. truncation: also before the first chunk, since the file may
             // have shrunk since the lookup (and `mincore` reports the lost
@@ -271,13 +274,30 @@ impl FileStream {
 
     /// A populated chunk still has to be unpoisoned (populating may itself
     /// have hit a truncated page).
+    ///
+    /// With `--verified-sends` the chunk is copied out of the mapping first
+    /// and the file checked afterwards: only bytes read while the file was
+    /// unchanged leave the process, and they are ours, so a later truncation
+    /// cannot zero them in a pipe or socket buffer.
     fn checked(&self, chunk: Bytes) -> io::Result<Chunk> {
-        match &self.window {
-            Some(w) if w.probe.is_poisoned() => {
-                Err(io::Error::other("file changed under its mapping (SIGBUS)"))
-            }
-            w => Ok(Chunk { bytes: chunk, mapped: true, probe: w.as_ref().map(|w| w.probe) }),
+        let probe = self.window.as_ref().map(|w| w.probe);
+        if !self.cache.verifies_sends() {
+            return match probe {
+                Some(p) if p.is_poisoned() => Err(poisoned()),
+                _ => Ok(Chunk { bytes: chunk, mapped: true, probe }),
+            };
         }
+        // A user-space read of the mapping: a page lost to truncation is
+        // repaired by the SIGBUS guard and poisons the mapping (checked next).
+        let copy = Bytes::copy_from_slice(&chunk);
+        drop(chunk);
+        if probe.is_some_and(|p| p.is_poisoned()) {
+            return Err(poisoned());
+        }
+        if !self.cache.unchanged(&self.entry, self.fd.as_deref(), self.offset) {
+            return Err(changed_in_place());
+        }
+        Ok(Chunk { bytes: copy, mapped: false, probe: None })
     }
 
     fn window_end(&self, offset: u64) -> u64 {
@@ -305,6 +325,14 @@ impl Drop for FileStream {
             _ => {}
         }
     }
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("file changed under its mapping (SIGBUS)")
+}
+
+fn changed_in_place() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file changed in place while being served (--verified-sends)")
 }
 
 fn fs_error(e: FsError) -> io::Error {

@@ -80,6 +80,8 @@ pub struct CacheConfig {
     pub inotify: bool,
     /// Fault cold pages in on the blocking pool before sending them.
     pub prefault: bool,
+    /// Copy each chunk and re-check the file before it leaves the process.
+    pub verified_sends: bool,
     /// Most files that responses in flight may hold open.
     pub max_open_files: u64,
 }
@@ -95,6 +97,7 @@ struct Shared {
     small_file_max: u64,
     window_size: u64,
     prefault: bool,
+    verified_sends: bool,
     euid: u32,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -182,6 +185,7 @@ impl FileCache {
             small_file_max: config.small_file_max,
             window_size: config.window_size.max(crate::limits::page_size()),
             prefault: config.prefault,
+            verified_sends: config.verified_sends,
             euid: rustix::process::geteuid().as_raw(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -273,6 +277,40 @@ impl FileCache {
                 task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
             })
             .await
+    }
+
+    /// Whether bodies copy and re-check every chunk (`--verified-sends`).
+    pub fn verifies_sends(&self) -> bool {
+        self.shared.verified_sends
+    }
+
+    /// Whether the file of `entry` is exactly as it was loaded, as far as
+    /// bytes up to `end` go: the inotify token holds and a `statx` (of the
+    /// descriptor, or of the path when it still leads to the same inode)
+    /// finds the same size and times. A truncation updates the size before
+    /// the kernel zeroes anything, so a copy made before this check that
+    /// could hold zeros is caught by it. A path that now leads to another
+    /// file means this one was replaced, not changed in place.
+    pub fn unchanged(&self, entry: &Entry, fd: Option<&files::HeldFd>, end: u64) -> bool {
+        let shared = &self.shared;
+        if let (Some(token), Some(watcher)) = (&entry.token, &shared.watcher) {
+            watcher.sync();
+            if !token.is_valid() {
+                return false;
+            }
+        }
+        let now = match fd {
+            Some(fd) => rustix::fs::statx(fd.as_fd(), "", rustix::fs::AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::BASIC_STATS)
+                .map(|st| crate::fs::Identity::from_statx(&st))
+                .map_err(FsError::from_errno),
+            None => shared.roots.current().0.stat(&entry.key),
+        };
+        match now {
+            Ok(id) if id.ino == entry.identity.ino && id.dev == entry.identity.dev => {
+                id == entry.identity && id.size >= end
+            }
+            Ok(_) | Err(_) => fd.is_none(),
+        }
     }
 
     /// Whether bodies fault cold pages in before sending them.

@@ -55,6 +55,11 @@ pub struct Cli {
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub prefault: Option<bool>,
 
+    /// Copy each chunk of a mapped file and re-check the file before sending it, so that files changed in place are never answered with zeros (costs a copy per byte) [default: false]
+    #[arg(long, env = "MAPSERVE_VERIFIED_SENDS", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub verified_sends: Option<bool>,
+
     /// Serve dotfiles and dot-directories [default: false]
     #[arg(long, env = "MAPSERVE_HIDDEN", value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]

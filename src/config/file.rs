@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub revalidate: Option<String>,
     /// See `--prefault`.
     pub prefault: Option<Flag>,
+    /// See `--verified-sends`.
+    pub verified_sends: Option<Flag>,
     /// See `--hidden`.
     pub hidden: Option<Flag>,
     /// See `--follow-symlinks-outside-root`.

@@ -61,6 +61,8 @@ pub struct Config {
     pub inotify: bool,
     /// Fault cold pages in on the blocking pool before sending.
     pub prefault: bool,
+    /// Copy and re-check each chunk of a mapped file before sending it.
+    pub verified_sends: bool,
     /// Serve dotfiles.
     pub hidden: bool,
     /// Follow symlinks out of ROOT.
@@ -144,6 +146,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_HIDDEN",
     "MAPSERVE_REVALIDATE",
     "MAPSERVE_PREFAULT",
+    "MAPSERVE_VERIFIED_SENDS",
     "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT",
     "MAPSERVE_HEADER_TIMEOUT",
     "MAPSERVE_IDLE_TIMEOUT",
@@ -340,6 +343,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
     let access_log = cli.no_access_log.then_some(false).or(cli.access_log);
     let access_log = flag("access-log", access_log, file.access_log.as_ref(), true)?;
     let prefault = flag("prefault", cli.prefault, file.prefault.as_ref(), true)?;
+    let verified_sends = flag("verified-sends", cli.verified_sends, file.verified_sends.as_ref(), false)?;
     let hidden = flag("hidden", cli.hidden, file.hidden.as_ref(), false)?;
     let follow_symlinks_outside_root = flag(
         "follow-symlinks-outside-root",
@@ -365,6 +369,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         small_file_max,
         window_size,
         prefault,
+        verified_sends,
         inotify,
         hidden,
         follow_symlinks_outside_root,

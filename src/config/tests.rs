@@ -110,6 +110,7 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.hidden, defaults.hidden);
     assert_eq!(from_example.inotify, defaults.inotify);
     assert_eq!(from_example.prefault, defaults.prefault);
+    assert_eq!(from_example.verified_sends, defaults.verified_sends);
     assert_eq!(from_example.follow_symlinks_outside_root, defaults.follow_symlinks_outside_root);
     assert_eq!(from_example.header_timeout, defaults.header_timeout);
     assert_eq!(from_example.idle_timeout, defaults.idle_timeout);
@@ -130,6 +131,7 @@ fn example_config_documents_every_default() {
         "window-size",
         "revalidate",
         "prefault",
+        "verified-sends",
         "hidden",
         "follow-symlinks-outside-root",
         "header-timeout",

@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             window_size: config.window_size,
             inotify: config.inotify,
             prefault: config.prefault,
+            verified_sends: config.verified_sends,
             max_open_files: config.fd_plan.response_files,
         },
     )?;

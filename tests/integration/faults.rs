@@ -437,3 +437,56 @@ fn a_windowed_file_replaced_during_a_download_keeps_old_bytes_to_the_end() {
     assert_eq!(r.body.len(), 14 * MIB);
     assert!(r.body == std::fs::read(&path).unwrap());
 }
+
+/// A client reads a little, lets the server fill the socket, then the file
+/// is truncated in place inside the bytes in flight; returns (zero bytes
+/// received, body received, cut).
+fn in_place_truncation_in_flight(verified: bool) -> (usize, Vec<u8>, u64) {
+    let s = Scratch::new(if verified { "inplace-verified" } else { "inplace-default" });
+    // No zero byte anywhere in the file; written in one go (large folios).
+    let data: Vec<u8> = (0..16 * MIB).map(|i| 1 + (i % 251) as u8).collect();
+    let path = s.write("v.bin", &data);
+    let mut args = vec!["--window-size", "64MiB"];
+    if verified {
+        args.push("--verified-sends");
+    }
+    let srv = Launch::new(&s.path).args(&args).start();
+    // A 4 MiB receive buffer, set before connecting (the window scale is
+    // agreed then), so that megabytes wait in flight while nobody reads.
+    let sock = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::STREAM, None).unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 4 << 20).unwrap();
+    rustix::net::connect(&sock, &std::net::SocketAddr::from(([127, 0, 0, 1], srv.port))).unwrap();
+    let mut c = TcpStream::from(sock);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /v.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = vec![0u8; 64 << 10];
+    c.read_exact(&mut got).unwrap();
+    // Stop reading until the kernel holds a good part of the file for us.
+    let queued = || rustix::io::ioctl_fionread(&c).unwrap_or(0) as usize;
+    assert!(eventually(Duration::from_secs(5), || queued() >= MIB), "only {} bytes in flight", queued());
+    let body_start = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let received = got.len() - body_start;
+    let cut = (received + queued() / 2 + 1234) as u64;
+    truncate(&path, cut);
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    got.extend_from_slice(&rest);
+    let body = got.split_off(body_start);
+    (body.iter().filter(|&&b| b == 0).count(), body, cut)
+}
+
+#[test]
+fn verified_sends_never_carry_zeros_from_an_in_place_truncation() {
+    // The hazard is real: zero-copy sends carry the zeros the kernel writes
+    // over the rest of the page-cache folio that holds the new end of file.
+    let (zeros, body, cut) = in_place_truncation_in_flight(false);
+    eprintln!("zero-copy: {zeros} zero bytes among {} received (cut at {cut})", body.len());
+    assert!(zeros > 0, "the control run shows the hazard (this kernel zeroes in-flight bytes)");
+    // With --verified-sends: a strict prefix of the old bytes, not one zero.
+    let (zeros, body, cut) = in_place_truncation_in_flight(true);
+    eprintln!("verified: {zeros} zero bytes among {} received (cut at {cut})", body.len());
+    assert_eq!(zeros, 0);
+    assert!(body.len() < 16 * MIB, "cut short");
+    let want: Vec<u8> = (0..body.len()).map(|i| 1 + (i % 251) as u8).collect();
+    assert!(body == want, "a strict prefix of the old bytes");
+}
