@@ -44,8 +44,9 @@ fn trial(dir: &std::path::Path, how: &str, size: usize, offset: usize, len: usiz
             let (read, write) = pipe().unwrap();
             while sent < len {
                 let n = vmsplice_mapped(&write, &region.probe(), &data[sent..]).unwrap();
-                let moved = rustix::pipe::splice(&read, None, &server, None, n, rustix::pipe::SpliceFlags::empty())
-                    .unwrap();
+                let moved =
+                    rustix::pipe::splice(&read, None, &server, None, n, rustix::pipe::SpliceFlags::empty())
+                        .unwrap();
                 assert_eq!(moved, n);
                 sent += n;
             }
@@ -100,6 +101,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     println!("{trials} trials, 1 MiB sent from a page-aligned offset of an 8 MiB file, cut inside the span");
     for (how, (zeros, cut)) in worst {
-        println!("{how:>9}: at most {zeros} zero bytes received (cut at {cut}, {} into its 2 MiB folio)", cut % (2 * MIB as u64));
+        println!(
+            "{how:>9}: at most {zeros} zero bytes received (cut at {cut}, {} into its 2 MiB folio)",
+            cut % (2 * MIB as u64)
+        );
     }
 }

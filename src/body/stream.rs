@@ -180,7 +180,9 @@ impl FileStream {
                             Err(e) => return Poll::Ready(Some(Err(e))),
                         };
                         self.offset = self.offset.saturating_add(bytes.len() as u64);
-                        if self.cache.verifies_sends() && !self.cache.unchanged(&self.entry, self.fd.as_deref(), self.offset) {
+                        if self.cache.verifies_sends()
+                            && !self.cache.unchanged(&self.entry, self.fd.as_deref(), self.offset)
+                        {
                             return Poll::Ready(Some(Err(changed_in_place())));
                         }
                         return Poll::Ready(Some(Ok(Chunk { bytes, mapped: false, probe: None })));
@@ -332,7 +334,10 @@ fn poisoned() -> io::Error {
 }
 
 fn changed_in_place() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "file changed in place while being served (--verified-sends)")
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "file changed in place while being served (--verified-sends)",
+    )
 }
 
 fn fs_error(e: FsError) -> io::Error {

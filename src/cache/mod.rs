@@ -300,9 +300,14 @@ impl FileCache {
             }
         }
         let now = match fd {
-            Some(fd) => rustix::fs::statx(fd.as_fd(), "", rustix::fs::AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::BASIC_STATS)
-                .map(|st| crate::fs::Identity::from_statx(&st))
-                .map_err(FsError::from_errno),
+            Some(fd) => rustix::fs::statx(
+                fd.as_fd(),
+                "",
+                rustix::fs::AtFlags::EMPTY_PATH,
+                rustix::fs::StatxFlags::BASIC_STATS,
+            )
+            .map(|st| crate::fs::Identity::from_statx(&st))
+            .map_err(FsError::from_errno),
             None => shared.roots.current().0.stat(&entry.key),
         };
         match now {

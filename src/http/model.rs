@@ -84,7 +84,10 @@ pub fn accept_encoding(header: Option<&str>, available: &[Coding]) -> Option<Cod
             }
             let v = v.trim_matches([' ', '\t']);
             let ok = matches!(v, "0" | "1")
-                || (v.len() >= 2 && v.len() <= 5 && v.starts_with("0.") && v[2..].chars().all(|c| c.is_ascii_digit()))
+                || (v.len() >= 2
+                    && v.len() <= 5
+                    && v.starts_with("0.")
+                    && v[2..].chars().all(|c| c.is_ascii_digit()))
                 || (v.len() >= 2 && v.len() <= 5 && v.starts_with("1.") && v[2..].chars().all(|c| c == '0'));
             if !ok {
                 return Some(Coding::Identity);

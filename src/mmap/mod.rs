@@ -1,7 +1,8 @@
 //! The only module with `unsafe` code: read-only shared file mappings, the
 //! SIGBUS guard that protects user-space reads of them ([`guard`]), and the
 //! system calls that touch mapped memory directly (`vmsplice`, `madvise`,
-//! `mincore`).
+//! `mincore`), and the one call that hands freed heap memory back to the
+//! kernel (`malloc_trim`).
 //!
 //! A [`Region`] is one `mmap(PROT_READ, MAP_SHARED)` of part of a file, made
 //! with memmap2 at a page-aligned offset, and registered with the guard for
@@ -25,9 +26,11 @@
 pub mod guard;
 mod resident;
 mod splice;
+mod trim;
 
 pub use resident::{Residency, advise_sequential, is_resident, populate, resident_pages};
 pub use splice::{PipeWriter, pipe, vmsplice_mapped};
+pub use trim::{free_heap_bytes, release_free_heap, rss_anon_kib};
 
 use std::io;
 use std::os::fd::AsRawFd;

@@ -43,6 +43,8 @@ const H2_MAX_SEND_BUF: usize = 128 << 10;
 const H2_MAX_STREAMS: u32 = 128;
 /// How often cache totals are logged.
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// Free heap the allocator may hold before housekeeping trims it.
+const FREE_HEAP_TRIM: u64 = 16 << 20;
 /// How often idle pipes are closed.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -180,7 +182,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// Periodic work: close pipes left idle, and log the totals every minute.
+/// Periodic work: close pipes left idle, give freed heap back after a
+/// burst, and log the totals every minute.
 async fn housekeeping(cache: FileCache) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.tick().await;
@@ -188,6 +191,14 @@ async fn housekeeping(cache: FileCache) {
     loop {
         tick.tick().await;
         zerocopy::close_idle(HOUSEKEEPING_INTERVAL);
+        // After a burst, glibc keeps what was freed: give it back once it
+        // holds more than 16 MiB free. A trim frees only free pages, so
+        // under steady load it finds little to do.
+        if crate::mmap::free_heap_bytes().is_some_and(|free| free > FREE_HEAP_TRIM) {
+            let before = crate::mmap::rss_anon_kib();
+            tokio::task::spawn_blocking(crate::mmap::release_free_heap).await.ok();
+            tracing::debug!(?before, after = ?crate::mmap::rss_anon_kib(), "released free heap memory (KiB)");
+        }
         if last_log.elapsed() >= STATS_INTERVAL {
             last_log = tokio::time::Instant::now();
             log_totals(&cache);

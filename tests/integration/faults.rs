@@ -453,7 +453,8 @@ fn in_place_truncation_in_flight(verified: bool) -> (usize, Vec<u8>, u64) {
     let srv = Launch::new(&s.path).args(&args).start();
     // A 4 MiB receive buffer, set before connecting (the window scale is
     // agreed then), so that megabytes wait in flight while nobody reads.
-    let sock = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::STREAM, None).unwrap();
+    let sock =
+        rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::STREAM, None).unwrap();
     rustix::net::sockopt::set_socket_recv_buffer_size(&sock, 4 << 20).unwrap();
     rustix::net::connect(&sock, &std::net::SocketAddr::from(([127, 0, 0, 1], srv.port))).unwrap();
     let mut c = TcpStream::from(sock);

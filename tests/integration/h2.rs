@@ -213,3 +213,35 @@ fn an_h2_connection_that_sends_no_request_is_closed_at_the_header_timeout() {
     let after = r["closed_after"].as_f64().unwrap_or_else(|| panic!("still open: {r}"));
     assert!((0.7..3.0).contains(&after), "closed after {after} s");
 }
+
+#[test]
+fn memory_comes_back_after_a_flood_of_stalled_streams() {
+    let s = Scratch::new("h2-memory");
+    for i in 0..128 {
+        s.write(&format!("f{i}.txt"), &pattern(2000, i));
+    }
+    let srv = Launch::new(&s.path).args(&["--no-access-log", "--send-timeout", "3s"]).start();
+    let pid = srv.pid();
+    assert_eq!(srv.get("/f1.txt").status, 200);
+    let before = status_kb(pid, "RssAnon");
+    let paths: Vec<String> = (0..128).map(|i| format!("/f{i}.txt")).collect();
+    let mut args = vec!["stall-many", "100", "6"];
+    args.extend(paths.iter().map(String::as_str));
+    let mut flood = H2Client::spawn(srv.port, &args);
+    let mut peak = before;
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(4) {
+        peak = peak.max(status_kb(pid, "RssAnon"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = flood.next_line().unwrap();
+    drop(flood);
+    eprintln!("12,800 stalled streams: RssAnon {before} KiB before, {peak} KiB at the peak; {report}");
+    assert!(peak > before + 8 * 1024, "the flood used memory (else this test proves nothing)");
+    // Released at the send timeout, and the memory handed back.
+    assert!(
+        eventually(Duration::from_secs(10), || status_kb(pid, "RssAnon") < before + 6 * 1024),
+        "RssAnon stays at {} KiB after the streams are gone ({before} before)",
+        status_kb(pid, "RssAnon")
+    );
+}

@@ -259,6 +259,33 @@ def flood(port, kind, secs):
     sock.close()
 
 
+def stall_many(port, conns, hold, paths):
+    """`conns` connections, each with INITIAL_WINDOW_SIZE 0 and one stream
+    per path, never a WINDOW_UPDATE; raw frames, for speed. Holds them for
+    `hold` seconds (reading and discarding), then closes them all."""
+    socks = []
+    settings = frame(0x4, 0, 0, struct.pack(">HI", 0x4, 0))
+    for _ in range(conns):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        heads = b"".join(frame(0x1, 0x5, 1 + 2 * i, hpack_get(p)) for i, p in enumerate(paths))
+        s.sendall(PREFACE + settings + frame(0x4, 0x1, 0, b"") + heads)
+        s.setblocking(False)
+        socks.append(s)
+    end = time.time() + hold
+    resets = 0
+    while time.time() < end:
+        for s in socks:
+            try:
+                data = s.recv(1 << 16)
+                resets += data.count(b"\x00\x00\x04\x03")
+            except (BlockingIOError, OSError):
+                pass
+        time.sleep(0.05)
+    for s in socks:
+        s.close()
+    out({"connections": conns, "streams": conns * len(paths), "resets_seen": resets})
+
+
 def ping_idle(port, path, every, limit):
     sock, conn = connect(port)
     sid = conn.get_next_available_stream_id()
@@ -319,6 +346,8 @@ def main(argv):
         stall(port, float(argv[3]), argv[4:])
     elif cmd == "flood":
         flood(port, argv[3], float(argv[4]))
+    elif cmd == "stall-many":
+        stall_many(port, int(argv[3]), float(argv[4]), argv[5:])
     elif cmd == "ping-idle":
         ping_idle(port, argv[3], float(argv[4]), float(argv[5]))
     elif cmd == "idle":

@@ -156,7 +156,9 @@ fn if_range_is_one_entity_tag_not_a_list() {
     let mut headers = HeaderMap::new();
     headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-1"));
     let v = Validators { etag: b"\"abc\"", last_modified: None, last_modified_is_strong: false };
-    for (value, matches) in [("\"abc\"", true), (" \"abc\" ", true), ("\"abc\" ,", false), ("\"abc\", \"abc\"", false)] {
+    for (value, matches) in
+        [("\"abc\"", true), (" \"abc\" ", true), ("\"abc\" ,", false), ("\"abc\", \"abc\"", false)]
+    {
         headers.insert(header::IF_RANGE, HeaderValue::from_static(value));
         assert_eq!(evaluate(&headers, true, &v), Decision::Proceed { use_range: matches }, "{value}");
     }
