@@ -17,6 +17,8 @@
 //!
 //! `cargo run --release --example truncation_zeros [TRIALS]`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mapserve::mmap::{Region, pipe, vmsplice_mapped};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
