@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use std::process::Command;
+use std::time::Duration;
 
 fn mapserve() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mapserve"))
@@ -129,9 +130,8 @@ fn access_log_lines_and_the_flag_to_turn_them_off() {
     );
     drop(srv);
     let srv = Launch::new(&s.path).arg("--no-access-log").start();
-    srv.get("/a.txt");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!srv.log().contains("status=200"));
+    assert_eq!(srv.get("/a.txt").status, 200);
+    assert!(!log_at_exit(srv).contains("status=200"));
 }
 
 #[test]
@@ -153,14 +153,14 @@ fn file_booleans_accept_the_command_line_words() {
     let srv = Launch::new(&s.path).args(&["-c", cfg.to_str().unwrap()]).start();
     assert_eq!(srv.get("/.hidden.txt").status, 200);
     let _ = srv.get("/c.toml");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(!srv.log().contains("mapserve::access"), "access log off");
+    assert!(!log_at_exit(srv).contains("mapserve::access"), "access log off");
 }
 
 #[test]
 fn the_connection_cap_is_sized_from_the_raised_descriptor_limit() {
     let s = Scratch::new("autocap");
     let srv = Launch::new(&s.path).prefix(&["prlimit", "--nofile=1024:20000", "--"]).start();
+    assert!(eventually(Duration::from_secs(5), || srv.log().contains("mapserve starting")));
     let log = srv.log();
     let line = log.lines().find(|l| l.contains("mapserve starting")).unwrap();
     assert!(line.contains("nofile=20000"), "{line}");

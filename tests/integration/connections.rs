@@ -74,8 +74,14 @@ fn a_client_that_stops_reading_is_dropped_at_the_send_timeout() {
     c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let mut buf = [0u8; 1];
     c.read_exact(&mut buf).unwrap();
-    // Stop reading; the server's writes block, then it gives up.
-    std::thread::sleep(Duration::from_secs(3));
+    // Stop reading; the server's writes block, then it gives up (its access
+    // line says so) while we still read nothing.
+    assert!(
+        eventually(Duration::from_secs(8), || srv.log().contains("status=200")
+            && srv.log().contains("complete=false")),
+        "{}",
+        srv.log()
+    );
     let mut got = 1usize;
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut big = vec![0u8; 1 << 20];
@@ -87,12 +93,6 @@ fn a_client_that_stops_reading_is_dropped_at_the_send_timeout() {
         }
     }
     assert!(got < 32 << 20, "the stalled client was not dropped ({got} bytes)");
-    assert!(
-        eventually(Duration::from_secs(5), || srv.log().contains("status=200")
-            && srv.log().contains("complete=false")),
-        "{}",
-        srv.log()
-    );
 }
 
 #[test]
@@ -100,8 +100,9 @@ fn the_connection_cap_queues_clients_instead_of_failing() {
     let s = Scratch::new("cap");
     s.write("a.txt", b"a");
     let srv = Launch::new(&s.path).args(&["--max-connections", "2"]).start();
+    let base = fd_count(srv.pid());
     let hold: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", srv.port)).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(eventually(Duration::from_secs(5), || fd_count(srv.pid()) >= base + 2), "both accepted");
     // A third client waits in the backlog...
     let port = srv.port;
     let third = std::thread::spawn(move || {
@@ -130,11 +131,10 @@ fn descriptor_exhaustion_at_accept_is_survived() {
         .start();
     let conns: Vec<TcpStream> =
         (0..80).filter_map(|_| TcpStream::connect(("127.0.0.1", srv.port)).ok()).collect();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(eventually(Duration::from_secs(5), || srv.log().contains("accept failed")), "{}", srv.log());
     assert!(srv.alive(), "EMFILE must not end the server");
     drop(conns);
     assert!(eventually(Duration::from_secs(3), || srv.get("/a.txt").status == 200));
-    assert!(srv.log().contains("accept failed"), "{}", srv.log());
 }
 
 #[test]
@@ -144,6 +144,8 @@ fn sigterm_lets_in_flight_responses_finish_then_exits_zero() {
     s.write("big.bin", &data);
     let mut srv = Server::start(&s.path);
     let port = srv.port;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = progress.clone();
     let download = std::thread::spawn(move || {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -154,14 +156,18 @@ fn sigterm_lets_in_flight_responses_finish_then_exits_zero() {
                 Ok(0) | Err(_) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
             }
+            seen.store(out.len(), std::sync::atomic::Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(5));
         }
         out
     });
-    std::thread::sleep(Duration::from_millis(300));
+    let started = || progress.load(std::sync::atomic::Ordering::Relaxed) > 0;
+    assert!(eventually(Duration::from_secs(5), started), "the download started");
     srv.signal(Signal::TERM);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(TcpStream::connect(("127.0.0.1", srv.port)).is_err(), "still accepting after SIGTERM");
+    assert!(
+        eventually(Duration::from_secs(3), || TcpStream::connect(("127.0.0.1", srv.port)).is_err()),
+        "still accepting after SIGTERM"
+    );
     let out = download.join().unwrap();
     let r = Resp::parse(&out, false);
     assert_eq!(r.body, data, "the in-flight download finished whole");
