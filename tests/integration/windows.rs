@@ -105,5 +105,8 @@ fn a_large_file_downloads_whole_through_windows_and_the_pread_fallback() {
     }
     let mapped = mapped_bytes(srv.pid(), "big.bin");
     assert!(mapped <= 8 * MIB, "mapped {} MiB", mapped / MIB);
-    assert!(srv.log().contains("streaming it with pread"), "the pread fallback was exercised");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || srv.log().contains("streaming it with pread")),
+        "the pread fallback was exercised"
+    );
 }
