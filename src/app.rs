@@ -47,6 +47,28 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let inner = handle.with_state(scope).map_request(|req: Request<B>| req.map(axum::body::Body::new));
+    service_with(handle, scope)
+}
+
+/// The service around any handler: [`service`] with `handle`, and tests
+/// with a handler that panics, to check the layer that turns it into a 500.
+#[allow(clippy::type_complexity)]
+pub fn service_with<H, T, B>(
+    handler: H,
+    scope: Scope,
+) -> CatchPanic<
+    impl Service<Request<B>, Response = axum::response::Response, Error = Infallible, Future = impl Send>
+    + Clone
+    + Send
+    + Sync,
+    PanicTo500,
+>
+where
+    H: Handler<T, Scope> + Sync,
+    T: 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let inner = handler.with_state(scope).map_request(|req: Request<B>| req.map(axum::body::Body::new));
     CatchPanicLayer::custom(PanicTo500).layer(inner)
 }

@@ -350,6 +350,35 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_overflow_invalidates_every_token() {
+        use std::io::Write;
+        const LIMIT: &str = "/proc/sys/fs/inotify/max_queued_events";
+        if !rustix::process::geteuid().is_root() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "MAPSERVE-TEST-SKIPPED a_queue_overflow_invalidates_every_token: needs root"
+            );
+            return;
+        }
+        let (dir, _root, _) = setup("overflow");
+        // An instance whose queue holds 16 events: the limit is read when
+        // the instance is made, so it is lowered only around that call.
+        let old = std::fs::read_to_string(LIMIT).unwrap();
+        std::fs::write(LIMIT, "16").unwrap();
+        let w = Watcher::new();
+        std::fs::write(LIMIT, old.trim()).unwrap();
+        let w = w.unwrap();
+        let t = token_for(&w, &dir, "a/b/f.txt");
+        let other = token_for(&w, &dir, "other.txt");
+        // Many events that concern neither entry, then one sync.
+        for i in 0..100 {
+            std::fs::write(dir.join(format!("a/b/x{i}")), b"x").unwrap();
+        }
+        w.sync();
+        assert!(!t.is_valid() && !other.is_valid(), "after an overflow nothing cached can be trusted");
+    }
+
+    #[test]
     fn unrelated_changes_and_reads_keep_tokens_valid() {
         let (dir, _root, w) = setup("unrelated");
         let t = token_for(&w, &dir, "a/b/f.txt");

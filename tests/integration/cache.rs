@@ -305,3 +305,49 @@ fn a_swapped_root_symlink_is_followed_by_new_requests() {
         assert_eq!(srv.get("/").body, b"release 3", "{mode}: {}", srv.log());
     }
 }
+
+#[test]
+fn past_the_inotify_watch_limit_entries_fall_back_to_statx() {
+    // A user namespace of its own, whose inotify watch limit (per user and
+    // namespace) is 3: the ROOT path's three directories take them all, so
+    // every file's watches fail and it must be revalidated with statx.
+    if !works(
+        "unshare",
+        &["--user", "--map-root-user", "sh", "-c", "echo 3 > /proc/sys/user/max_inotify_watches"],
+    ) {
+        return skip("past_the_inotify_watch_limit_entries_fall_back_to_statx", "no user namespaces here");
+    }
+    let s = Scratch::new("watchlimit");
+    s.write("a/b/f.txt", b"v0");
+    let limit = "echo 3 > /proc/sys/user/max_inotify_watches && exec \"$@\"";
+    let srv = Launch::new(&s.path)
+        .prefix(&["unshare", "--user", "--map-root-user", "sh", "-c", limit, "sh"])
+        .start();
+    assert_eq!(srv.get("/a/b/f.txt").body, b"v0");
+    assert_eq!(inotify_watches(srv.pid()), 3, "the limit applies: only the ROOT path is watched");
+    for i in 1..20 {
+        let want = format!("v{i}");
+        match i % 2 {
+            0 => std::fs::write(s.join("a/b/f.txt"), want.as_bytes()).unwrap(),
+            _ => {
+                s.write("a/b/tmp", want.as_bytes());
+                std::fs::rename(s.join("a/b/tmp"), s.join("a/b/f.txt")).unwrap();
+            }
+        }
+        assert_eq!(srv.get("/a/b/f.txt").body, want.as_bytes(), "change {i} not seen");
+    }
+}
+
+/// Watches of a process's inotify instance, from `/proc/PID/fdinfo`.
+fn inotify_watches(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify")))
+        .map(|e| {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy()));
+            info.map(|i| i.lines().filter(|l| l.starts_with("inotify wd:")).count()).unwrap_or(0)
+        })
+        .sum()
+}

@@ -238,16 +238,22 @@ impl Server {
     /// when it closes with request bytes unread), and so does no close
     /// within 10 s.
     pub fn raw(&self, request: &[u8]) -> Vec<u8> {
+        self.try_raw(request)
+            .unwrap_or_else(|(e, got)| panic!("reading the response failed after {got} bytes: {e}"))
+    }
+
+    /// [`Server::raw`] for tests that expect a stall: the error and the bytes
+    /// received when no close came within 10 s.
+    pub fn try_raw(&self, request: &[u8]) -> Result<Vec<u8>, (std::io::Error, usize)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(request).unwrap();
         let mut out = Vec::new();
         match s.read_to_end(&mut out) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !out.is_empty() => {}
-            Err(e) => panic!("reading the response failed after {} bytes: {e}", out.len()),
+            Ok(_) => Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !out.is_empty() => Ok(out),
+            Err(e) => Err((e, out.len())),
         }
-        out
     }
 }
 
@@ -486,4 +492,21 @@ pub fn mapped_bytes(pid: u32, name: &str) -> u64 {
             u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap()
         })
         .sum()
+}
+
+/// Says loudly that a test could not run here, past the test harness's
+/// output capture (`scripts/test` lists these lines at the end, and fails on
+/// them when `MAPSERVE_REQUIRE_ALL` is set, as CI does).
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "MAPSERVE-TEST-SKIPPED {test}: {why}");
+}
+
+/// Whether a command can be run here (it exits 0).
+pub fn works(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -1,0 +1,74 @@
+//! The application service driven in process over a real socket on
+//! 127.0.0.1: a handler that panics becomes a 500 for that one request, and
+//! the connection (and the process) carry on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::extract::{Request, State};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use mapserve::cache::{CacheConfig, FileCache};
+use mapserve::handler::{App, Scope, handle};
+use mapserve::response::Policy;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+/// The real handler, except that `/panic` panics.
+async fn panicky(state: State<Scope>, req: Request) -> axum::response::Response {
+    if req.uri().path() == "/panic" {
+        panic!("a bug in a handler");
+    }
+    handle(state, req).await
+}
+
+#[test]
+fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
+    let dir = std::env::temp_dir().join(format!("mapserve-service-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.txt"), b"hello").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let cache = {
+        let _enter = rt.enter();
+        FileCache::new(
+            &dir,
+            false,
+            &CacheConfig {
+                max_bytes: 1 << 20,
+                max_entries: 10,
+                small_file_max: 64 << 10,
+                window_size: 512 << 10,
+                inotify: true,
+                prefault: true,
+                verified_sends: false,
+                max_open_files: 10,
+            },
+        )
+        .unwrap()
+    };
+    let app =
+        Arc::new(App { cache, hidden: false, max_ranges: 8, policy: Policy::default(), access_log: false });
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service =
+            mapserve::app::service_with::<_, _, hyper::body::Incoming>(panicky, Scope { app, conn: None });
+        let per_conn =
+            hyper::service::service_fn(move |req| tower::ServiceExt::oneshot(service.clone(), req));
+        let _ =
+            auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), per_conn).await;
+    });
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
+    assert!(text.contains("\r\n\r\n500 internal server error\n"), "a plain body, no message: {text}");
+    let second = text.find("HTTP/1.1 200 OK").expect("the next request on the connection is served");
+    assert!(text[second..].ends_with("\r\n\r\nhello"), "{text}");
+}
