@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Cancelled-request lines logged per connection per second, at most.
-pub const CANCELLED_PER_SEC: u32 = 20;
+pub(crate) const CANCELLED_PER_SEC: u32 = 20;
 
 /// What the access line says about a request, known when it starts.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub struct AccessRecord {
 
 /// How a response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Every byte was handed to the connection.
     Complete,
     /// The server could not finish it (the file shrank or was poisoned).
@@ -94,7 +94,7 @@ impl Repeats {
 }
 
 /// Writes the line of a finished request.
-pub fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats: Option<&Repeats>) {
+pub(crate) fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats: Option<&Repeats>) {
     if ending == Ending::Cancelled && repeats.is_some_and(|r| !r.allow()) {
         return;
     }
@@ -113,7 +113,7 @@ pub fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats: Option
 }
 
 /// Writes the line of a request refused before it reached the handler.
-pub fn refused(client: SocketAddr, status: u16, why: &str) {
+pub(crate) fn refused(client: SocketAddr, status: u16, why: &str) {
     tracing::info!(
         target: "mapserve::access",
         %client,

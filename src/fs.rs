@@ -114,14 +114,6 @@ impl FsError {
             other => FsError::Io(other),
         }
     }
-
-    /// Classifies an `io::Error` (from memmap2 or std).
-    pub fn from_io(e: &std::io::Error) -> FsError {
-        match e.raw_os_error() {
-            Some(code) => FsError::from_errno(Errno::from_raw_os_error(code)),
-            None => FsError::Io(Errno::IO),
-        }
-    }
 }
 
 /// An open file or directory with the identity it had when opened.

@@ -1,24 +1,40 @@
 //! mapserve: an HTTP file server whose hot path serves bytes straight out of
 //! a cache of read-only shared memory mappings.
 //!
-//! Data flows one way:
+//! Data flows one way. The modules, from the top (the binary's entry) down:
 //!
-//! `config` -> `server` (listeners, connections, timeouts, zero-copy sends)
-//! -> `app` (axum handler service + tower-http layer) -> `handler` ->
-//! [`path` -> `cache` (`fs`, `mmap`) -> `http::conditional` + `http::range` ->
-//! `response`] -> `body` (checked chunks).
+//! | module | does |
+//! |---|---|
+//! | `server` | listeners, connections, timeouts, zero-copy sends, HTTP/2 stream watchdog, shutdown |
+//! | `app` | the application as one tower service around the handler |
+//! | `handler` | the request pipeline, top to bottom |
+//! | `response` | the one place that builds responses |
+//! | `body` | response bodies: chunks, each checked before it leaves |
+//! | `track` | what a connection and its requests share |
+//! | `access` | the access log |
+//! | `cache` | entries, windows, budget, loading, change detection, ROOT |
+//! | `quota` | what one connection's responses may hold |
+//! | `error` | request failures and their statuses |
+//! | `fs` | opening files beneath ROOT without races |
+//! | `mmap` | the only `unsafe`: mappings, the SIGBUS guard, residency, vmsplice |
+//! | `http` | pure HTTP decisions: ranges, preconditions, encodings, framing |
+//! | `path` | pure request-path validation |
+//! | `config` | command line, environment and file into one `Config` |
+//! | `limits` | page size, descriptor and mapping limits |
+//! | `logging` | the log subscriber |
 //!
-//! Modules lower in that list never use modules higher up. `http` and `path`
-//! are pure. All `unsafe` code lives in `mmap`.
+//! A module uses only modules below it in this table (`tests/layering.rs`
+//! checks every `crate::` path in `src/`). `http` and `path` are pure. All
+//! `unsafe` code lives in `mmap`.
 
 #![deny(unsafe_code)]
 
-pub mod access;
+mod access;
 pub mod app;
 pub mod body;
 pub mod cache;
 pub mod config;
-pub mod error;
+mod error;
 pub mod fs;
 pub mod handler;
 pub mod http;
@@ -26,7 +42,7 @@ pub mod limits;
 pub mod logging;
 pub mod mmap;
 pub mod path;
-pub mod quota;
+mod quota;
 pub mod response;
 pub mod server;
-pub mod track;
+mod track;

@@ -31,14 +31,6 @@ impl RelPath {
         self.trailing_slash
     }
 
-    /// The last segment, or empty for the root.
-    pub fn file_name(&self) -> &[u8] {
-        match self.bytes.iter().rposition(|&b| b == b'/') {
-            Some(slash) => self.bytes.get(slash + 1..).unwrap_or_default(),
-            None => &self.bytes,
-        }
-    }
-
     /// This path joined with one more (already valid) segment.
     pub fn join(&self, segment: &[u8]) -> RelPath {
         let mut bytes = self.bytes.clone();
@@ -219,9 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn file_name_and_join() {
-        let p = parse("/a/b.txt", false).unwrap();
-        assert_eq!(p.file_name(), b"b.txt");
+    fn join_adds_a_segment() {
         assert_eq!(parse("/", false).unwrap().join(b"index.html").as_bytes(), b"index.html");
         assert_eq!(parse("/d/", false).unwrap().join(b"index.html").as_bytes(), b"d/index.html");
     }

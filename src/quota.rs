@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Open files one connection's responses may hold at once.
-pub const FILES_PER_CONNECTION: u32 = 16;
+pub(crate) const FILES_PER_CONNECTION: u32 = 16;
 
 /// One connection's counters.
 #[derive(Debug, Default)]

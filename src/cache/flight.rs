@@ -11,7 +11,7 @@ type Cell<T> = Arc<OnceCell<T>>;
 
 /// In-progress loads, by key.
 #[derive(Debug)]
-pub struct Flights<T> {
+pub(super) struct Flights<T> {
     map: Mutex<HashMap<Box<[u8]>, Cell<T>>>,
 }
 
@@ -23,7 +23,7 @@ impl<T> Default for Flights<T> {
 
 impl<T> Flights<T> {
     /// Keys with a load under way.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
@@ -37,7 +37,7 @@ impl<T> Flights<T> {
 impl<T: Clone> Flights<T> {
     /// Runs `load` for `key`, unless a load for it is already under way, in
     /// which case its result is shared.
-    pub async fn run<F, Fut>(&self, key: &[u8], load: F) -> T
+    pub(super) async fn run<F, Fut>(&self, key: &[u8], load: F) -> T
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,

@@ -149,7 +149,7 @@ impl std::fmt::Debug for FileCache {
 
 impl FileCache {
     /// A cache over the directory `root` (a path, followed again when it is
-    /// swapped: see [`root`]). Starts the sweep thread.
+    /// swapped: see the `root` module). Starts the sweep thread.
     ///
     /// # Errors
     /// When `root` cannot be opened as a directory.

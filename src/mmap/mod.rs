@@ -177,7 +177,7 @@ mod tests {
                 for _ in 0..threads {
                     s.spawn(|| {
                         barrier.wait();
-                        // SAFETY (test): `target` lies inside `region`, which
+                        // SAFETY: (test) `target` lies inside `region`, which
                         // outlives the scope; the guard repairs the fault.
                         let b = unsafe { std::ptr::read_volatile(target as *const u8) };
                         assert_eq!(b, 0, "a lost page reads as zeros");
@@ -203,7 +203,7 @@ mod tests {
         let mut tmp = tempfile_in_target("sigbus-child");
         tmp.write_all(&vec![b'B'; 2 * page]).unwrap();
         guard::install();
-        // SAFETY (test): a plain memmap2 mapping, deliberately not registered.
+        // SAFETY: (test) a plain memmap2 mapping, deliberately not registered.
         let map = unsafe { memmap2::Mmap::map(&tmp).unwrap() };
         tmp.set_len(0).unwrap();
         let v = map.to_vec();

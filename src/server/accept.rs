@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// What every accept loop shares.
 #[derive(Clone)]
-pub struct Acceptor {
+pub(super) struct Acceptor {
     /// The application.
     pub app: Arc<App>,
     /// hyper's connection builder.
@@ -42,7 +42,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Accepts on `listener` until `stop` changes.
-    pub async fn run(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(5);
         loop {
             let (stream, peer) = tokio::select! {

@@ -22,11 +22,11 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// Streams dropped by the watchdog since start.
-pub static STALLED_STREAMS: AtomicU64 = AtomicU64::new(0);
+pub(super) static STALLED_STREAMS: AtomicU64 = AtomicU64::new(0);
 
 /// Spawns HTTP/2 stream tasks on tokio, each under a watchdog.
 #[derive(Debug, Clone, Copy)]
-pub struct StreamExec {
+pub(super) struct StreamExec {
     /// How long a stream may go without being woken.
     pub stall: Duration,
 }

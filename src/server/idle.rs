@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Every live connection.
 #[derive(Debug, Default)]
-pub struct IdleList {
+pub(super) struct IdleList {
     conns: Mutex<Vec<Weak<ConnTracker>>>,
 }
 
@@ -22,7 +22,7 @@ impl IdleList {
     }
 
     /// Registers a new connection.
-    pub fn register(&self, conn: &Arc<ConnTracker>) {
+    pub(super) fn register(&self, conn: &Arc<ConnTracker>) {
         let mut conns = self.lock();
         // Amortised clean-up of connections gone since.
         if conns.len() >= 64 && conns.len().is_power_of_two() {
@@ -33,7 +33,7 @@ impl IdleList {
 
     /// Asks the `n` connections idle the longest to close; returns how many
     /// were asked.
-    pub fn close_oldest(&self, n: usize) -> usize {
+    pub(super) fn close_oldest(&self, n: usize) -> usize {
         let mut idle: Vec<(u64, Arc<ConnTracker>)> = {
             let mut conns = self.lock();
             conns.retain(|w| w.strong_count() > 0);

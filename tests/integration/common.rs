@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 /// A scratch directory under the system temp dir, removed on drop. Mode 0755
 /// so that a server running as `nobody` can enter it.
-pub struct Scratch {
+pub(crate) struct Scratch {
     pub path: PathBuf,
 }
 
 impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
+    pub(crate) fn new(tag: &str) -> Scratch {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("mapserve-it-{}-{n}-{tag}", std::process::id()));
@@ -30,7 +30,7 @@ impl Scratch {
     }
 
     /// Writes a file (creating parent directories) and returns its path.
-    pub fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
         let p = self.path.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -41,7 +41,7 @@ impl Scratch {
         p
     }
 
-    pub fn join(&self, rel: &str) -> PathBuf {
+    pub(crate) fn join(&self, rel: &str) -> PathBuf {
         self.path.join(rel)
     }
 }
@@ -53,13 +53,13 @@ impl Drop for Scratch {
     }
 }
 
-pub fn set_mode(path: &Path, mode: u32) {
+pub(crate) fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Deterministic pseudo-random bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -71,19 +71,19 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
 /// A running `mapserve`.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub port: u16,
     pub addr: String,
     pub log: Arc<Mutex<String>>,
 }
 
-pub struct Launch<'a> {
+pub(crate) struct Launch<'a> {
     pub root: &'a Path,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -92,39 +92,39 @@ pub struct Launch<'a> {
 }
 
 impl<'a> Launch<'a> {
-    pub fn new(root: &'a Path) -> Launch<'a> {
+    pub(crate) fn new(root: &'a Path) -> Launch<'a> {
         Launch { root, args: Vec::new(), env: Vec::new(), as_nobody: false, prefix: Vec::new() }
     }
-    pub fn arg(mut self, a: &str) -> Self {
+    pub(crate) fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
         self
     }
-    pub fn args(mut self, a: &[&str]) -> Self {
+    pub(crate) fn args(mut self, a: &[&str]) -> Self {
         self.args.extend(a.iter().map(|s| s.to_string()));
         self
     }
-    pub fn env(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
     }
     /// Runs the server as uid/gid 65534 when the tests run as root (root reads
     /// everything, which would hide permission behaviour).
-    pub fn unprivileged(mut self) -> Self {
+    pub(crate) fn unprivileged(mut self) -> Self {
         self.as_nobody = true;
         self
     }
     /// Wraps the server in another command (`prlimit ...`, `sh -c ...`).
-    pub fn prefix(mut self, p: &[&str]) -> Self {
+    pub(crate) fn prefix(mut self, p: &[&str]) -> Self {
         self.prefix = p.iter().map(|s| s.to_string()).collect();
         self
     }
     /// Starts with the listen address given only by MAPSERVE_LISTEN.
-    pub fn start_with_env_listen(mut self) -> Server {
+    pub(crate) fn start_with_env_listen(mut self) -> Server {
         self.args.retain(|a| a != "-l" && !a.starts_with("127.0.0.1:"));
         self.env("MAPSERVE_LISTEN", "127.0.0.1:0").start()
     }
 
-    pub fn start(self) -> Server {
+    pub(crate) fn start(self) -> Server {
         // MAPSERVE_TEST_BIN runs the suite against another build (to show that
         // a new test fails on the code before its fix).
         let bin =
@@ -180,30 +180,30 @@ impl<'a> Launch<'a> {
 }
 
 impl Server {
-    pub fn start(root: &Path) -> Server {
+    pub(crate) fn start(root: &Path) -> Server {
         Launch::new(root).start()
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the process is still running.
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    pub fn signal(&self, sig: rustix::process::Signal) {
+    pub(crate) fn signal(&self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         let _ = rustix::process::kill_process(pid, sig);
     }
 
     /// Waits for exit; returns the exit code.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -214,12 +214,12 @@ impl Server {
         None
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// GET (or any method) with extra header lines; Connection: close.
-    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) fn req(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
         let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
         for (k, v) in headers {
             raw.push_str(&format!("{k}: {v}\r\n"));
@@ -229,7 +229,7 @@ impl Server {
         Resp::parse(&bytes, method == "HEAD")
     }
 
-    pub fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         self.req("GET", path, &[])
     }
 
@@ -237,14 +237,14 @@ impl Server {
     /// the test (a reset after the whole response is fine: hyper resets
     /// when it closes with request bytes unread), and so does no close
     /// within 10 s.
-    pub fn raw(&self, request: &[u8]) -> Vec<u8> {
+    pub(crate) fn raw(&self, request: &[u8]) -> Vec<u8> {
         self.try_raw(request)
             .unwrap_or_else(|(e, got)| panic!("reading the response failed after {got} bytes: {e}"))
     }
 
     /// [`Server::raw`] for tests that expect a stall: the error and the bytes
     /// received when no close came within 10 s.
-    pub fn try_raw(&self, request: &[u8]) -> Result<Vec<u8>, (std::io::Error, usize)> {
+    pub(crate) fn try_raw(&self, request: &[u8]) -> Result<Vec<u8>, (std::io::Error, usize)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(request).unwrap();
@@ -266,7 +266,7 @@ impl Drop for Server {
 
 /// A parsed response.
 #[derive(Debug, Clone)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -277,7 +277,7 @@ impl Resp {
     /// left in `body` only when there is no Content-Length). A body shorter
     /// than its Content-Length fails the test: use [`Resp::parse_partial`]
     /// where a short transfer is what the test expects.
-    pub fn parse(bytes: &[u8], head: bool) -> Resp {
+    pub(crate) fn parse(bytes: &[u8], head: bool) -> Resp {
         let (resp, short) = Resp::parse_any(bytes, head);
         assert!(short.is_none(), "short body: {} of {} bytes", resp.body.len(), short.unwrap_or(0));
         resp
@@ -285,7 +285,7 @@ impl Resp {
 
     /// Parses one response that may have been cut short; the body is what
     /// arrived.
-    pub fn parse_partial(bytes: &[u8], head: bool) -> Resp {
+    pub(crate) fn parse_partial(bytes: &[u8], head: bool) -> Resp {
         Resp::parse_any(bytes, head).0
     }
 
@@ -296,7 +296,7 @@ impl Resp {
     }
 
     /// Parses one complete response and returns the rest of the input.
-    pub fn parse_one(bytes: &[u8], head: bool) -> (Resp, &[u8]) {
+    pub(crate) fn parse_one(bytes: &[u8], head: bool) -> (Resp, &[u8]) {
         let (resp, rest, short) = Resp::parse_with_rest(bytes, head);
         assert!(short.is_none(), "short body: {} of {} bytes", resp.body.len(), short.unwrap_or(0));
         (resp, rest)
@@ -336,35 +336,35 @@ impl Resp {
         (Resp { status, headers, body }, rest, short)
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    pub fn count(&self, name: &str) -> usize {
+    pub(crate) fn count(&self, name: &str) -> usize {
         self.headers.iter().filter(|(k, _)| k == name).count()
     }
 
-    pub fn content_length(&self) -> Option<u64> {
+    pub(crate) fn content_length(&self) -> Option<u64> {
         self.header("content-length").map(|v| v.parse().unwrap())
     }
 }
 
 /// Runs a command, panicking with its output if it cannot start.
-pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn run(cmd: &str, args: &[&str]) -> std::process::Output {
     Command::new(cmd).args(args).output().unwrap_or_else(|e| {
         panic!("`{cmd}` is needed by this test ({e}); the README's test command installs it")
     })
 }
 
 /// sha256 of a file, by coreutils' sha256sum.
-pub fn sha256_file(path: &Path) -> String {
+pub(crate) fn sha256_file(path: &Path) -> String {
     let out = run("sha256sum", &[path.to_str().unwrap()]);
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
 }
 
 /// Polls `f` until the value it returns has stopped changing (the same
 /// three times in a row, 100 ms apart), or `within` passes; returns it.
-pub fn settled<T: PartialEq>(within: Duration, mut f: impl FnMut() -> T) -> T {
+pub(crate) fn settled<T: PartialEq>(within: Duration, mut f: impl FnMut() -> T) -> T {
     let deadline = Instant::now() + within;
     let mut last = f();
     let mut same = 0;
@@ -379,14 +379,14 @@ pub fn settled<T: PartialEq>(within: Duration, mut f: impl FnMut() -> T) -> T {
 
 /// Stops the server with SIGTERM and returns its whole log: every line a
 /// request caused is written by then.
-pub fn log_at_exit(mut srv: Server) -> String {
+pub(crate) fn log_at_exit(mut srv: Server) -> String {
     srv.signal(rustix::process::Signal::TERM);
     assert_eq!(srv.wait_exit(Duration::from_secs(15)), Some(0), "{}", srv.log());
     srv.log()
 }
 
 /// Polls `f` until it returns true or `within` passes.
-pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if f() {
@@ -400,7 +400,7 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// A `/proc/PID/status` field, in kB.
-pub fn status_kb(pid: u32, key: &str) -> u64 {
+pub(crate) fn status_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
@@ -410,7 +410,7 @@ pub fn status_kb(pid: u32, key: &str) -> u64 {
 }
 
 /// Lines of this process's mappings of deleted files.
-pub fn deleted_mappings(pid: u32) -> usize {
+pub(crate) fn deleted_mappings(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .unwrap()
         .lines()
@@ -419,19 +419,19 @@ pub fn deleted_mappings(pid: u32) -> usize {
 }
 
 /// Open descriptors of a process.
-pub fn fd_count(pid: u32) -> usize {
+pub(crate) fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
 /// `tests/integration/h2client.py` running one command against the server;
 /// it prints one JSON object per line.
-pub struct H2Client {
+pub(crate) struct H2Client {
     child: Child,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
 impl H2Client {
-    pub fn spawn(port: u16, args: &[&str]) -> H2Client {
+    pub(crate) fn spawn(port: u16, args: &[&str]) -> H2Client {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/h2client.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -447,7 +447,7 @@ impl H2Client {
     }
 
     /// Runs a command to its end and returns its (last) JSON line.
-    pub fn run(port: u16, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn run(port: u16, args: &[&str]) -> serde_json::Value {
         let mut c = H2Client::spawn(port, args);
         let mut last = None;
         while let Some(v) = c.next_line() {
@@ -459,12 +459,12 @@ impl H2Client {
     }
 
     /// The next JSON line, or `None` at the end of output.
-    pub fn next_line(&mut self) -> Option<serde_json::Value> {
+    pub(crate) fn next_line(&mut self) -> Option<serde_json::Value> {
         let line = self.lines.next()?.unwrap();
         Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON from h2client `{line}`: {e}")))
     }
 
-    pub fn wait(mut self) -> Option<serde_json::Value> {
+    pub(crate) fn wait(mut self) -> Option<serde_json::Value> {
         let mut last = None;
         while let Some(v) = self.next_line() {
             last = Some(v);
@@ -482,7 +482,7 @@ impl Drop for H2Client {
 }
 
 /// Bytes of a process's mappings of files whose path contains `name`.
-pub fn mapped_bytes(pid: u32, name: &str) -> u64 {
+pub(crate) fn mapped_bytes(pid: u32, name: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .unwrap()
         .lines()
@@ -497,12 +497,12 @@ pub fn mapped_bytes(pid: u32, name: &str) -> u64 {
 /// Says loudly that a test could not run here, past the test harness's
 /// output capture (`scripts/test` lists these lines at the end, and fails on
 /// them when `MAPSERVE_REQUIRE_ALL` is set, as CI does).
-pub fn skip(test: &str, why: &str) {
+pub(crate) fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "MAPSERVE-TEST-SKIPPED {test}: {why}");
 }
 
 /// Whether a command can be run here (it exits 0).
-pub fn works(cmd: &str, args: &[&str]) -> bool {
+pub(crate) fn works(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
         .args(args)
         .stdout(Stdio::null())

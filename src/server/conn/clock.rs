@@ -37,7 +37,7 @@ pub struct Timeouts {
 }
 
 /// Milliseconds on the coarse monotonic clock.
-pub fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
 }
@@ -48,7 +48,7 @@ fn ms(d: Duration) -> u64 {
 
 /// A connection's deadlines.
 #[derive(Debug)]
-pub struct Clock {
+pub(super) struct Clock {
     limits: Timeouts,
     timer: Option<Pin<Box<Sleep>>>,
     timer_at: Option<u64>,
@@ -62,7 +62,7 @@ impl Clock {
     /// The clock of a connection accepted now: the header clock runs, so a
     /// client that connects and sends nothing is closed after the header
     /// timeout.
-    pub fn new(limits: Timeouts) -> Clock {
+    pub(super) fn new(limits: Timeouts) -> Clock {
         let now = now_ms();
         Clock {
             limits,
@@ -90,13 +90,13 @@ impl Clock {
 
     /// Whether the connection is between requests: one was served, none is
     /// in flight, and nothing of the next one has been read.
-    pub fn is_idle(&mut self, tracker: &ConnTracker) -> bool {
+    pub(super) fn is_idle(&mut self, tracker: &ConnTracker) -> bool {
         self.sync(tracker, now_ms());
         self.seen_started > 0 && self.head_since.is_none() && tracker.in_flight() == 0
     }
 
     /// Bytes were read.
-    pub fn on_read(&mut self, tracker: &ConnTracker, h2: bool) {
+    pub(super) fn on_read(&mut self, tracker: &ConnTracker, h2: bool) {
         let now = now_ms();
         self.sync(tracker, now);
         if h2 {
@@ -111,7 +111,7 @@ impl Clock {
     }
 
     /// A write made progress.
-    pub fn on_write_progress(&mut self, tracker: &ConnTracker, h2: bool) {
+    pub(super) fn on_write_progress(&mut self, tracker: &ConnTracker, h2: bool) {
         self.write_blocked_since = None;
         if !h2 || tracker.in_flight() > 0 {
             self.last_activity = now_ms();
@@ -119,7 +119,7 @@ impl Clock {
     }
 
     /// A write could not proceed.
-    pub fn on_write_blocked(&mut self) {
+    pub(super) fn on_write_blocked(&mut self) {
         self.write_blocked_since.get_or_insert_with(now_ms);
     }
 
@@ -131,7 +131,7 @@ impl Clock {
     /// is still armed (one idle period ahead) so that the connection wakes up
     /// and re-checks after the response ends: nothing else would wake a
     /// connection parked on a read.
-    pub fn poll(&mut self, cx: &mut Context<'_>, tracker: &ConnTracker) -> Option<io::Error> {
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>, tracker: &ConnTracker) -> Option<io::Error> {
         for _ in 0..4 {
             let now = now_ms();
             self.sync(tracker, now);

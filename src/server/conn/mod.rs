@@ -1,5 +1,5 @@
 //! The connection's I/O wrapper: a `TcpStream` with mapserve's timeouts
-//! ([`clock`]), zero-copy sends of mapped file data ([`super::zerocopy`]),
+//! (`clock`), zero-copy sends of mapped file data ([`super::zerocopy`]),
 //! and the checks hyper does not make:
 //!
 //! * a write is refused when a mapping this connection read from was
@@ -7,10 +7,10 @@
 //! * HTTP/2: control-frame floods get GOAWAY and are closed ([`h2frames`]);
 //! * HTTP/1: a request line longer than 8 KiB gets 414 at once ([`h1line`]);
 //! * an idle keep-alive connection asked to make room (the connection cap
-//!   is reached) is closed ([`super::idle`]).
+//!   is reached) is closed (`server::idle`).
 //!
 //! It knows whether a request is in flight from the connection's
-//! [`ConnTracker`], which the handler and response body update. Writes are
+//! `ConnTracker`, which the handler and response body update. Writes are
 //! forwarded vectored, so hyper keeps writing bodies straight from the
 //! mappings (`writev`), with no copy.
 
