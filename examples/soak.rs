@@ -255,13 +255,16 @@ fn h1_worker(w: &World, seed: u64) {
     }
 }
 
+/// Status, headers and body of one response.
+type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One response from a keep-alive connection; `Ok(None)` when aborted on
 /// purpose after `abort_after` body bytes.
 fn read_response(
     c: &mut std::io::BufReader<TcpStream>,
     abort_after: Option<usize>,
     slow: bool,
-) -> std::io::Result<Option<(u16, Vec<(String, String)>, Vec<u8>)>> {
+) -> std::io::Result<Option<Response>> {
     use std::io::BufRead;
     let mut line = String::new();
     c.read_line(&mut line)?;
