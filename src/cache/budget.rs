@@ -7,7 +7,7 @@
 //! the count never exceeds the limit: the bound is hard. The reservation is
 //! returned when the memory is really gone: for a mapping, after `munmap`.
 //!
-//! `munmap` can take milliseconds (MMAP.md §4), so the last owner of a mapping
+//! `munmap` can take milliseconds (docs/mmap.md), so the last owner of a mapping
 //! never unmaps on a tokio worker: it hands the region to the reaper thread.
 //! Code running on the blocking pool (the loader, which evicts to make room)
 //! may unmap inline, so that the budget it needs is free when it returns.

@@ -78,11 +78,11 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 
-    /// Drop a client that accepts no response bytes for this long [default: 60s]
+    /// Drop a client that accepts no response bytes for this long, and reset an HTTP/2 stream that makes no progress for this long [default: 60s]
     #[arg(long, env = "MAPSERVE_SEND_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub send_timeout: Option<Duration>,
 
-    /// Most concurrent connections; further clients wait in the listen backlog; 0 = from the descriptor limit [default: 0]
+    /// Most concurrent connections; at the cap the longest-idle keep-alive connection makes room, else clients wait in the backlog; 0 = half the descriptor limit [default: 0]
     #[arg(long, env = "MAPSERVE_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 

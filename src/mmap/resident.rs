@@ -11,7 +11,7 @@ use std::io;
 pub enum Residency {
     /// `mincore`: page-cache residency. Truthful only when the process owns
     /// the file or runs as root; for anyone else the kernel reports every
-    /// page resident (MMAP.md §4).
+    /// page resident (docs/mmap.md).
     Mincore,
     /// `/proc/self/pagemap`: whether *our* page tables map each page. Truthful
     /// for everyone in the direction that matters: a mapped page is in memory.
