@@ -69,7 +69,7 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let (req, _body) = req.into_parts();
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
-    let quota = conn.as_ref().map(|c| c.tracker.quota());
+    let quota = conn.as_ref().and_then(|c| c.tracker.quota());
     let mut response = match serve(&app, &req, head, quota).await {
         Ok(response) => response,
         Err(e) => {
@@ -110,19 +110,21 @@ async fn serve(
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::MethodNotAllowed);
     }
-    let mut hosts = req.headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (None, _) if req.version == Version::HTTP_11 => return Err(ServeError::BadRequest),
-        (Some(host), None) if !crate::http::host::valid_host(host.as_bytes()) => {
-            return Err(ServeError::BadRequest);
+    // One pass over the few header lines instead of two hashed lookups.
+    let (mut hosts, mut host_ok, mut coded) = (0, true, false);
+    for (name, value) in &req.headers {
+        if name == header::HOST {
+            hosts += 1;
+            host_ok &= crate::http::host::valid_host(value.as_bytes());
+        } else if name == header::TRANSFER_ENCODING {
+            coded = true;
         }
-        (Some(_), Some(_)) => return Err(ServeError::BadRequest),
-        _ => {}
     }
-    let mut codings = req.headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some()
-        && !crate::http::host::known_transfer_coding(codings.map(HeaderValue::as_bytes))
-    {
+    if hosts > 1 || !host_ok || (hosts == 0 && req.version == Version::HTTP_11) {
+        return Err(ServeError::BadRequest);
+    }
+    let codings = || req.headers.get_all(header::TRANSFER_ENCODING).iter().map(HeaderValue::as_bytes);
+    if coded && !crate::http::host::known_transfer_coding(codings()) {
         return Err(ServeError::NotImplemented);
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;

@@ -42,6 +42,7 @@ pub struct ConnTracker {
     /// left in flight; 0 while one is in flight (or before the first).
     idle_since: AtomicU64,
     close_requested: std::sync::atomic::AtomicBool,
+    h2: std::sync::atomic::AtomicBool,
     read_waker: Mutex<Option<std::task::Waker>>,
 }
 
@@ -122,9 +123,16 @@ impl ConnTracker {
         Some(self.refused.load(Ordering::Acquire)).filter(|&s| s != 0)
     }
 
-    /// What this connection's responses may hold.
-    pub fn quota(&self) -> &Arc<crate::quota::Quota> {
-        &self.quota
+    /// What this connection's responses may hold: only HTTP/2 connections
+    /// run several responses at once, so only they are held to a quota (an
+    /// HTTP/1 connection has one response at a time, and pays nothing).
+    pub fn quota(&self) -> Option<&Arc<crate::quota::Quota>> {
+        self.h2.load(Ordering::Relaxed).then_some(&self.quota)
+    }
+
+    /// Marks the connection as HTTP/2 (seen by its first bytes).
+    pub fn set_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
     }
 
     /// The limit on this connection's cancelled-request log lines.
@@ -150,7 +158,8 @@ impl ConnTracker {
 
     /// Whether the connection was asked to close; clears the request.
     pub fn take_close_request(&self) -> bool {
-        self.close_requested.swap(false, Ordering::AcqRel)
+        // A plain load first: this runs on every read.
+        self.close_requested.load(Ordering::Relaxed) && self.close_requested.swap(false, Ordering::AcqRel)
     }
 
     /// Remembers the waker of the connection's pending read.

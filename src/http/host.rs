@@ -37,21 +37,32 @@ pub fn valid_host(value: &[u8]) -> bool {
     port.iter().all(u8::is_ascii_digit) && valid_reg_name(host)
 }
 
+/// `unreserved / sub-delims` (RFC 3986), as a table: a Host is checked on
+/// every request.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let allowed = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < allowed.len() {
+        t[allowed[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn valid_reg_name(name: &[u8]) -> bool {
     let mut i = 0;
     while let Some(&b) = name.get(i) {
-        match b {
-            b'%' => {
-                let hex = |j: usize| name.get(j).is_some_and(u8::is_ascii_hexdigit);
-                if !(hex(i + 1) && hex(i + 2)) {
-                    return false;
-                }
-                i += 3;
-                continue;
+        if b == b'%' {
+            let hex = |j: usize| name.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
             }
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {}
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
-            _ => return false,
+            i += 3;
+            continue;
+        }
+        if !REG_NAME[usize::from(b)] {
+            return false;
         }
         i += 1;
     }

@@ -30,10 +30,20 @@ impl LineScanner {
     /// Feeds bytes read; true once the current request line is longer than
     /// [`MAX_REQUEST_LINE`].
     pub fn feed(&mut self, data: &[u8]) -> bool {
-        let mut rest = data;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let (line, after) = rest.split_at(nl);
-            self.see(line);
+        // The usual read: whole request heads, starting at a head and ending
+        // with its blank line, shorter than the limit. No line in it can be
+        // too long, and it leaves the scanner where it was.
+        if self.line_len == 0
+            && self.lines_in_head == 0
+            && data.len() <= MAX_REQUEST_LINE
+            && data.ends_with(b"\r\n\r\n")
+        {
+            return false;
+        }
+        let mut start = 0;
+        // Runs on every read: newlines are found with SIMD (memchr).
+        for nl in memchr::memchr_iter(b'\n', data) {
+            self.see(data.get(start..nl).unwrap_or_default());
             if self.too_long() {
                 return true;
             }
@@ -42,9 +52,9 @@ impl LineScanner {
             self.line_len = 0;
             self.last = 0;
             self.looks_like_request = None;
-            rest = after.get(1..).unwrap_or_default();
+            start = nl + 1;
         }
-        self.see(rest);
+        self.see(data.get(start..).unwrap_or_default());
         self.too_long()
     }
 

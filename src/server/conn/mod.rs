@@ -75,6 +75,7 @@ impl ConnIo {
             // "PRI" can only begin the HTTP/2 preface; no method starts so.
             let n = data.len().min(h2frames::PREFACE.len());
             self.proto = if data.get(..n) == h2frames::PREFACE.get(..n) && n >= 3 {
+                self.tracker.set_h2();
                 Proto::H2 {
                     read: FrameScanner::reading(),
                     write: FrameScanner::writing(),
