@@ -14,6 +14,7 @@
 //! * **Budget**: see [`budget`]. **Index and eviction**: see [`table`].
 
 pub mod budget;
+mod check;
 pub mod entry;
 pub mod files;
 mod flight;
@@ -32,7 +33,6 @@ use crate::fs::{FsError, Root};
 use budget::Budget;
 use flight::Flights;
 use root::Roots;
-use rustix::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -279,45 +279,6 @@ impl FileCache {
             .await
     }
 
-    /// Whether bodies copy and re-check every chunk (`--verified-sends`).
-    pub fn verifies_sends(&self) -> bool {
-        self.shared.verified_sends
-    }
-
-    /// Whether the file of `entry` is exactly as it was loaded, as far as
-    /// bytes up to `end` go: the inotify token holds and a `statx` (of the
-    /// descriptor, or of the path when it still leads to the same inode)
-    /// finds the same size and times. A truncation updates the size before
-    /// the kernel zeroes anything, so a copy made before this check that
-    /// could hold zeros is caught by it. A path that now leads to another
-    /// file means this one was replaced, not changed in place.
-    pub fn unchanged(&self, entry: &Entry, fd: Option<&files::HeldFd>, end: u64) -> bool {
-        let shared = &self.shared;
-        if let (Some(token), Some(watcher)) = (&entry.token, &shared.watcher) {
-            watcher.sync();
-            if !token.is_valid() {
-                return false;
-            }
-        }
-        let now = match fd {
-            Some(fd) => rustix::fs::statx(
-                fd.as_fd(),
-                "",
-                rustix::fs::AtFlags::EMPTY_PATH,
-                rustix::fs::StatxFlags::BASIC_STATS,
-            )
-            .map(|st| crate::fs::Identity::from_statx(&st))
-            .map_err(FsError::from_errno),
-            None => shared.roots.current().0.stat(&entry.key),
-        };
-        match now {
-            Ok(id) if id.ino == entry.identity.ino && id.dev == entry.identity.dev => {
-                id == entry.identity && id.size >= end
-            }
-            Ok(_) | Err(_) => fd.is_none(),
-        }
-    }
-
     /// Whether bodies fault cold pages in before sending them.
     pub fn prefaults(&self) -> bool {
         self.shared.prefault
@@ -332,40 +293,6 @@ impl FileCache {
     /// Window size in bytes.
     pub fn window_size(&self) -> u64 {
         self.shared.window_size
-    }
-
-    /// The file's current size if it may have changed since `entry` was
-    /// loaded (`None`: unchanged as far as can be told). Bodies call this
-    /// before each further chunk of a mapped file, so that a file truncated
-    /// in place is cut short at its new end instead of sending the zeros
-    /// that fill the rest of its last page.
-    pub fn changed_size(&self, entry: &Entry, fd: Option<&files::HeldFd>) -> Option<u64> {
-        let shared = &self.shared;
-        if let (Some(token), Some(watcher)) = (&entry.token, &shared.watcher) {
-            watcher.sync();
-            if token.is_valid() {
-                return None;
-            }
-        }
-        let now = match fd {
-            Some(fd) => rustix::fs::statx(
-                fd.as_fd(),
-                "",
-                rustix::fs::AtFlags::EMPTY_PATH,
-                rustix::fs::StatxFlags::SIZE,
-            )
-            .ok()
-            .map(|st| st.stx_size),
-            None => shared
-                .roots
-                .current()
-                .0
-                .stat(&entry.key)
-                .ok()
-                .filter(|id| id.ino == entry.identity.ino)
-                .map(|id| id.size),
-        };
-        now.filter(|&size| size != entry.len())
     }
 
     /// Whether change detection uses inotify (false: statx per request).
