@@ -93,6 +93,40 @@ impl Repeats {
     }
 }
 
+/// A limit on a warning that can repeat once per request (503s when
+/// descriptors run out, a flood per connection): at most `per_sec` lines a
+/// second; the next line allowed says how many were left out.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    per_sec: u32,
+    state: Mutex<(Option<Instant>, u32, u64)>,
+}
+
+impl Throttle {
+    /// A throttle of `per_sec` lines a second.
+    pub(crate) const fn new(per_sec: u32) -> Throttle {
+        Throttle { per_sec, state: Mutex::new((None, 0, 0)) }
+    }
+
+    /// `Some(lines left out since the last one written)` when a line may be
+    /// written now.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if s.0.is_none_or(|w| now.duration_since(w).as_secs() >= 1) {
+            s.0 = Some(now);
+            s.1 = 0;
+        }
+        if s.1 < self.per_sec {
+            s.1 += 1;
+            Some(std::mem::take(&mut s.2))
+        } else {
+            s.2 += 1;
+            None
+        }
+    }
+}
+
 /// Writes the line of a finished request.
 pub(crate) fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats: Option<&Repeats>) {
     if ending == Ending::Cancelled && repeats.is_some_and(|r| !r.allow()) {
@@ -140,6 +174,15 @@ impl Ending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_counts_what_it_leaves_out() {
+        let t = Throttle::new(3);
+        let allowed: Vec<Option<u64>> = (0..10).map(|_| t.allow()).collect();
+        assert_eq!(allowed.iter().filter(|a| a.is_some()).count(), 3);
+        t.state.lock().unwrap().0 = Some(Instant::now() - std::time::Duration::from_secs(2));
+        assert_eq!(t.allow(), Some(7), "the next line says how many were left out");
+    }
 
     #[test]
     fn cancelled_lines_are_limited_per_second_and_counted() {

@@ -10,7 +10,7 @@
 //! 7. **Response**: built in one place (`response`); the body logs the access
 //!    line and releases the connection's in-flight mark when it ends.
 
-use crate::access::AccessRecord;
+use crate::access::{AccessRecord, Throttle};
 use crate::body::stream::Source;
 use crate::cache::{Content, Entry, FileCache, Held, HoldError, Reads};
 use crate::error::ServeError;
@@ -73,12 +73,18 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let mut response = match serve(&app, &req, head, quota).await {
         Ok(response) => response,
         Err(e) => {
+            // At most 10 such lines a second: they can come once per request.
+            static THROTTLE: Throttle = Throttle::new(10);
             match &e {
                 ServeError::Internal(cause) => {
-                    tracing::error!(path = %req.uri.path(), %cause, "request failed")
+                    if let Some(left_out) = THROTTLE.allow() {
+                        tracing::error!(path = %req.uri.path(), %cause, left_out, "request failed");
+                    }
                 }
                 ServeError::Unavailable(cause) => {
-                    tracing::warn!(path = %req.uri.path(), %cause, "answered 503")
+                    if let Some(left_out) = THROTTLE.allow() {
+                        tracing::warn!(path = %req.uri.path(), %cause, left_out, "answered 503");
+                    }
                 }
                 _ => {}
             }

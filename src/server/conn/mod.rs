@@ -102,9 +102,13 @@ impl ConnIo {
                     if write.at_boundary() && !self.splicer.has_pending() {
                         let _ = self.stream.try_write(&h2frames::goaway_enhance_your_calm(guard.last_stream));
                     }
-                    tracing::warn!(
-                        "HTTP/2 control-frame flood: GOAWAY (ENHANCE_YOUR_CALM), connection closed"
-                    );
+                    static THROTTLE: crate::access::Throttle = crate::access::Throttle::new(10);
+                    if let Some(left_out) = THROTTLE.allow() {
+                        tracing::warn!(
+                            left_out,
+                            "HTTP/2 control-frame flood: GOAWAY (ENHANCE_YOUR_CALM), connection closed"
+                        );
+                    }
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "HTTP/2 control-frame flood"));
                 }
             }
