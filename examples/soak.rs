@@ -177,7 +177,12 @@ fn mutate(w: &World) {
                     let (_, len) = *f.versions.lock().unwrap().last().unwrap();
                     let add = 1 + rng.below(20_000);
                     let bytes: Vec<u8> = (len..len + add).map(|i| byte(f.id, 0, i)).collect();
-                    std::fs::OpenOptions::new().append(true).open(w.root.join(&f.name)).unwrap().write_all(&bytes).unwrap();
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(w.root.join(&f.name))
+                        .unwrap()
+                        .write_all(&bytes)
+                        .unwrap();
                     f.versions.lock().unwrap().push((0, len + add));
                 }
                 _ => {}
@@ -268,7 +273,11 @@ fn read_response(
     use std::io::BufRead;
     let mut line = String::new();
     c.read_line(&mut line)?;
-    let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -281,7 +290,8 @@ fn read_response(
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
     let len = if status == 304 { 0 } else { len };
     let mut body = vec![0u8; len];
     let mut got = 0;
@@ -292,7 +302,10 @@ fn read_response(
         let want = if slow { (len - got).min(16 << 10) } else { len - got };
         let n = c.read(&mut body[got..got + want])?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("short body {got} of {len}")));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("short body {got} of {len}"),
+            ));
         }
         got += n;
         if slow {
@@ -325,7 +338,9 @@ fn check(w: &World, f: &File, ask: &Ask, status: u16, headers: &[(String, String
                 .and_then(|v| v.parse().ok());
             match first {
                 Some(first) if f.matches(first, body) => {}
-                _ => w.integrity(format!("{} 206 at {first:?}: {} bytes match no version", f.name, body.len())),
+                _ => {
+                    w.integrity(format!("{} 206 at {first:?}: {} bytes match no version", f.name, body.len()))
+                }
             }
         }
         (Ask::Range(..) | Ask::Multi, 206) => {
@@ -366,7 +381,8 @@ async fn h2_worker(w: Arc<World>, seed: u64) {
             continue;
         };
         let io = hyper_util::rt::TokioIo::new(stream);
-        let Ok((sender, conn)) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await
+        let Ok((sender, conn)) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await
         else {
             w.error("h2 handshake".into());
             continue;

@@ -22,6 +22,7 @@ pub(crate) const FILES_PER_CONNECTION: u32 = 16;
 pub struct Quota {
     files: AtomicU32,
     pinned: AtomicU64,
+    chunks: AtomicU64,
 }
 
 impl Quota {
@@ -45,6 +46,19 @@ impl Quota {
         Some(PinSlot { quota: self.clone(), bytes })
     }
 
+    /// Marks a chunk of a mapping handed on to the connection (HTTP/2
+    /// buffers chunks, and copies from them, after their response body has
+    /// ended); the mark goes when the chunk is dropped.
+    pub fn mark_chunk(self: &Arc<Self>) -> ChunkMark {
+        self.chunks.fetch_add(1, Ordering::AcqRel);
+        ChunkMark(self.clone())
+    }
+
+    /// Mapped chunks handed on and not yet dropped.
+    pub fn chunks_alive(&self) -> u64 {
+        self.chunks.load(Ordering::Acquire)
+    }
+
     /// Files held now.
     pub fn files(&self) -> u32 {
         self.files.load(Ordering::Relaxed)
@@ -63,6 +77,16 @@ pub struct FileSlot(Arc<Quota>);
 impl Drop for FileSlot {
     fn drop(&mut self) {
         self.0.files.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A mapped chunk alive somewhere in the connection's buffers.
+#[derive(Debug)]
+pub struct ChunkMark(Arc<Quota>);
+
+impl Drop for ChunkMark {
+    fn drop(&mut self) {
+        self.0.chunks.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -96,5 +120,9 @@ mod tests {
         assert!(q.pin(u64::MAX, u64::MAX).is_none(), "no overflow");
         drop((a, b));
         assert_eq!(q.pinned(), 0);
+        let marks = [q.mark_chunk(), q.mark_chunk()];
+        assert_eq!(q.chunks_alive(), 2);
+        drop(marks);
+        assert_eq!(q.chunks_alive(), 0);
     }
 }

@@ -103,8 +103,14 @@ impl ConnTracker {
         p.overflowed || p.list.iter().any(Probe::is_poisoned)
     }
 
+    /// Whether no mapped chunk of this connection's responses is alive
+    /// (HTTP/2 holds chunks, and copies from them, after their body ended).
+    pub fn chunks_settled(&self) -> bool {
+        self.quota.chunks_alive() == 0
+    }
+
     /// Forgets every mapping: called by the connection once all it has
-    /// written is flushed and no response is in flight.
+    /// written is flushed, no response is in flight and no chunk is alive.
     pub fn forget_probes(&self) {
         let mut p = self.probes();
         p.list.clear();

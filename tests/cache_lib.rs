@@ -354,3 +354,64 @@ fn hold_child() {
     });
     println!("child checks passed");
 }
+
+#[test]
+fn an_evicted_windowed_entry_takes_its_cached_windows_with_it() {
+    let dir = scratch("evict-windows");
+    std::fs::File::create(dir.join("big")).unwrap().set_len(16 << 20).unwrap();
+    for i in 0..3 {
+        std::fs::write(dir.join(format!("s{i}")), vec![i as u8; 100]).unwrap();
+    }
+    // Room for 6 entries; 1 MiB windows.
+    let cache = cache_over(&dir, |c| {
+        c.max_entries = 6;
+        c.window_size = 1 << 20;
+    });
+    runtime().block_on(async {
+        let big = cache.get(b"big").await.unwrap();
+        let fd = cache.hold_for(&big, mapserve::cache::Reads::Several, None).await.unwrap().fd.unwrap();
+        for index in 0..3 {
+            assert!(cache.window(big.clone(), fd.clone(), index).await.unwrap().is_some());
+            // Used again: the windows are hot, the file entry is not.
+            assert!(cache.cached_window(&big, index).is_some());
+        }
+        drop((fd, big));
+        for i in 0..2 {
+            drop(cache.get(format!("s{i}").as_bytes()).await.unwrap());
+            assert!(cache.lookup(format!("s{i}").as_bytes()).is_some());
+        }
+        assert_eq!(cache.stats().entries, 6, "the file, three windows, two small files");
+        // One more entry: the cold file entry is evicted, and its windows
+        // with it (nothing could ever find them again): the small files are
+        // all that is left.
+        drop(cache.get(b"s2").await.unwrap());
+        assert_eq!(cache.stats().entries, 3, "windows of the evicted file stayed cached");
+        assert!(cache.lookup(b"big").is_none());
+    });
+}
+
+#[test]
+fn a_windowed_entry_evicted_to_make_budget_takes_its_windows_with_it() {
+    let dir = scratch("evict-budget");
+    std::fs::File::create(dir.join("big")).unwrap().set_len(16 << 20).unwrap();
+    std::fs::write(dir.join("m"), vec![7u8; 3 << 18]).unwrap();
+    // 3.5 MiB: three 1 MiB windows fit; a 768 KiB file then needs room.
+    let cache = cache_over(&dir, |c| {
+        c.max_bytes = 7 << 19;
+        c.window_size = 1 << 20;
+    });
+    runtime().block_on(async {
+        let big = cache.get(b"big").await.unwrap();
+        let fd = cache.hold_for(&big, mapserve::cache::Reads::Several, None).await.unwrap().fd.unwrap();
+        for index in 0..3 {
+            assert!(cache.window(big.clone(), fd.clone(), index).await.unwrap().is_some());
+            assert!(cache.cached_window(&big, index).is_some(), "hot windows");
+        }
+        drop((fd, big));
+        let m = cache.get(b"m").await.unwrap();
+        assert!(matches!(m.content, Content::Mapped(_)));
+        // The cold file entry went first; its windows must not stay behind,
+        // unreachable, holding budget and disk blocks.
+        assert_eq!(cache.stats().entries, 1, "only `m`: no window of the evicted file is left");
+    });
+}

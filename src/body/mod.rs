@@ -220,9 +220,17 @@ impl http_body::Body for FileBody {
                         continue;
                     }
                     Some(Ok(chunk)) => {
-                        if let Some(guard) = &this.guard {
-                            if let Some(probe) = chunk.probe {
-                                guard.tracker().note_probe(probe);
+                        if let (Some(guard), Some(probe)) = (&this.guard, chunk.probe) {
+                            // Recorded, then checked once more: a repair after
+                            // this check bumps the epoch with the probe known.
+                            guard.tracker().note_probe(probe);
+                            if probe.is_poisoned() {
+                                this.failed = true;
+                                this.parts.clear();
+                                this.finish(Ending::Failed);
+                                return Poll::Ready(Some(Err(io::Error::other(
+                                    "file changed under its mapping (SIGBUS)",
+                                ))));
                             }
                         }
                         chunk.bytes

@@ -257,7 +257,10 @@ impl FileStream {
             let from = (self.offset - window.start) as usize;
             // Chunks keep the connection's pin for as long as they wait to
             // be written (h2 buffers them while flow control holds them).
-            let chunk = window.chunk(from, n as usize, self.pin.as_ref());
+            // HTTP/2 keeps chunks after their body ends: the connection
+            // counts them (`Quota::mark_chunk`) to know its mappings matter.
+            let mark = self.quota.as_ref().map(|q| q.mark_chunk());
+            let chunk = window.chunk(from, n as usize, self.pin.as_ref(), mark);
             self.offset += n;
 
             // 4. residency.

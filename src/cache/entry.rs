@@ -116,6 +116,7 @@ struct WindowSlice {
     from: usize,
     to: usize,
     _pin: Option<Arc<crate::quota::PinSlot>>,
+    _mark: Option<crate::quota::ChunkMark>,
 }
 
 impl AsRef<[u8]> for WindowSlice {
@@ -133,10 +134,11 @@ impl Window {
         from: usize,
         len: usize,
         pin: Option<&Arc<crate::quota::PinSlot>>,
+        mark: Option<crate::quota::ChunkMark>,
     ) -> Bytes {
         let from = from.min(self.bytes.len());
         let to = from.saturating_add(len).min(self.bytes.len());
-        Bytes::from_owner(WindowSlice { window: self.clone(), from, to, _pin: pin.cloned() })
+        Bytes::from_owner(WindowSlice { window: self.clone(), from, to, _pin: pin.cloned(), _mark: mark })
     }
 
     /// Whether anything besides its one owner (the cache's table, or the

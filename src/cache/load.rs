@@ -67,13 +67,7 @@ impl Shared {
         let entry = Arc::new(entry);
         if !matches!(entry.content, Content::Stream(_)) {
             match self.table.insert(key, Cached::File(entry.clone())) {
-                Ok(displaced) => {
-                    for old in displaced {
-                        if let Cached::File(old) = old {
-                            self.retire(&old);
-                        }
-                    }
-                }
+                Ok(displaced) => self.dispose(displaced),
                 // The table is full of entries in use: serve this one
                 // uncached (a windowed one must not cache windows either).
                 Err(_) => self.retire(&entry),
@@ -148,6 +142,18 @@ impl Shared {
         }
     }
 
+    /// Drops values taken out of the table (evicted or displaced): a file
+    /// entry is retired first, so that responses still running over a
+    /// windowed one never cache its windows again.
+    pub(super) fn dispose(&self, gone: Vec<Cached>) {
+        for value in gone {
+            if let Cached::File(entry) = &value {
+                self.retire(entry);
+            }
+            drop(value);
+        }
+    }
+
     /// Counts a descriptor a response will hold against the open-file pool:
     /// 503 when the pool is full.
     pub(super) fn hold_file(&self, fd: OwnedFd) -> Result<HeldFd, FsError> {
@@ -171,7 +177,7 @@ impl Shared {
             attempts -= 1;
             // Dropped here, on the blocking pool: an unpinned mapping is
             // unmapped inline and its bytes are back before the next try.
-            drop(self.table.evict_one()?);
+            self.dispose(vec![self.table.evict_one()?]);
         }
     }
 }

@@ -81,7 +81,9 @@ impl Shared {
         windowed.note_mapped(index);
         let key = key(entry.id, index);
         // A full table of windows in use: this one is simply not cached.
-        drop(self.table.insert(&key, Cached::Window(window.clone())));
+        if let Ok(evicted) = self.table.insert(&key, Cached::Window(window.clone())) {
+            self.dispose(evicted);
+        }
         if windowed.is_retired() {
             drop(self.table.remove_if(&key, |v| matches!(v, Cached::Window(w) if Arc::ptr_eq(w, &window))));
         }

@@ -209,15 +209,22 @@ fn repair(addr: usize) -> bool {
     let page_size = PAGE_SIZE.load(Ordering::Relaxed);
     let page = addr & !(page_size - 1);
     for (index, slot) in REGISTRY.iter().enumerate() {
-        let start = slot.start.load(Ordering::Acquire);
+        // A consistent view of the slot: a registration bumps the generation
+        // before it sets `start`, an unregistration clears `start` first, so
+        // the same generation around the same `start` means `len` belongs to
+        // that registration (not to one that replaced it meanwhile).
+        let generation = slot.generation.load(Ordering::SeqCst);
+        let start = slot.start.load(Ordering::SeqCst);
         if start == 0 || addr < start {
             continue;
         }
-        let len = slot.len.load(Ordering::Acquire);
-        if addr - start >= len {
+        let len = slot.len.load(Ordering::SeqCst);
+        if addr - start >= len
+            || slot.start.load(Ordering::SeqCst) != start
+            || slot.generation.load(Ordering::SeqCst) != generation
+        {
             continue;
         }
-        let generation = slot.generation.load(Ordering::Acquire);
         let this = (page, index, generation);
         if LAST_REPAIR.with(Cell::get) == this {
             // This thread repaired this very page of this mapping and faulted
@@ -245,7 +252,11 @@ fn repair(addr: usize) -> bool {
             return false;
         }
         LAST_REPAIR.with(|c| c.set(this));
-        slot.poisoned.store(true, Ordering::Release);
+        // The mapping is still registered (its owner holds it while reading):
+        // the mark belongs to this generation.
+        if slot.generation.load(Ordering::SeqCst) == generation {
+            slot.poisoned.store(true, Ordering::SeqCst);
+        }
         EPOCH.fetch_add(1, Ordering::AcqRel);
         REPAIRS.fetch_add(1, Ordering::Relaxed);
         return true;

@@ -23,6 +23,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+/// How often, at the cap, the longest-idle connection is asked again.
+const RECLAIM_RETRY: Duration = Duration::from_millis(250);
+
 /// What every accept loop shares.
 #[derive(Clone)]
 pub(super) struct Acceptor {
@@ -71,12 +74,24 @@ impl Acceptor {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Some(permit);
         }
-        if self.idle.close_oldest(1) > 0 {
-            tracing::debug!("at the connection cap: closing the longest-idle keep-alive connection");
-        }
-        tokio::select! {
-            permit = self.slots.clone().acquire_owned() => permit.ok(),
-            _ = stop.changed() => None,
+        // Ask again while waiting, more connections each time: one asked to
+        // close declines if it is not really idle (its last bytes still going
+        // out), and others may have gone idle since.
+        let mut attempt = 0u32;
+        loop {
+            let ask = 1 << attempt.min(6);
+            attempt = attempt.saturating_add(1);
+            if self.idle.close_oldest(ask) > 0 {
+                tracing::debug!(
+                    attempt,
+                    "at the connection cap: asking the longest-idle connections to close"
+                );
+            }
+            tokio::select! {
+                permit = self.slots.clone().acquire_owned() => return permit.ok(),
+                _ = tokio::time::sleep(RECLAIM_RETRY) => {}
+                _ = stop.changed() => return None,
+            }
         }
     }
 

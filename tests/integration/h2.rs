@@ -247,3 +247,26 @@ fn memory_comes_back_after_a_flood_of_stalled_streams() {
         status_kb(pid, "RssAnon")
     );
 }
+
+#[test]
+fn a_preface_sent_in_pieces_is_still_http2_to_the_flood_guard() {
+    let s = Scratch::new("h2-split");
+    let srv = Server::start(&s.path);
+    let r = H2Client::run(srv.port, &["flood", "PING", "5", "split"]);
+    assert_eq!(r["goaway"], true, "{r}");
+    assert_eq!(r["error_code"], 11, "{r}");
+}
+
+#[test]
+fn a_slow_http2_download_outlives_its_body_and_the_idle_timeout() {
+    // The whole 1 MiB body is handed to h2 at once (its buffers hold it), so
+    // the response is "done" long before the client has read it; the client
+    // opens 64 KiB every 300 ms, about 5 s in all, past a 2 s idle timeout.
+    let s = Scratch::new("h2-slow");
+    s.write("m.bin", &pattern(1 << 20, 8));
+    let srv = Launch::new(&s.path).args(&["--idle-timeout", "2s", "--send-timeout", "30s"]).start();
+    let r = H2Client::run(srv.port, &["slow-get", "/m.bin", "65536", "0.3"]);
+    assert_eq!(r["ended"], true, "the stream was cut: {r}");
+    assert_eq!(r["bytes"], 1 << 20, "{r}");
+    assert!(r["secs"].as_f64().unwrap() > 3.0, "the client really was slow: {r}");
+}

@@ -214,9 +214,17 @@ FLOODS = {
 }
 
 
-def flood(port, kind, secs):
+def flood(port, kind, secs, split=False):
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(PREFACE + frame(0x4, 0, 0, b""))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if split:
+        # The preface in two pieces, the first a single byte.
+        sock.sendall(PREFACE[:1])
+        time.sleep(0.2)
+        sock.sendall(PREFACE[1:])
+    else:
+        sock.sendall(PREFACE)
+    sock.sendall(frame(0x4, 0, 0, b""))
     one = FLOODS[kind]
     batch = one * 2000
     start = time.time()
@@ -286,6 +294,43 @@ def stall_many(port, conns, hold, paths):
     out({"connections": conns, "streams": conns * len(paths), "resets_seen": resets})
 
 
+def slow_get(port, path, step, every):
+    """GET `path` with windows of `step` bytes (stream and connection),
+    opened by `step` every `every` seconds: a slow reader. Reports how many
+    bytes arrived, whether the stream ended, and when."""
+    sock, conn = connect(port, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: step})
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, headers(path), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    start = time.time()
+    got, ended, closed, pending = 0, False, False, 0
+    next_open = start + every
+    while not ended and time.time() - start < 60:
+        events = read_events(sock, conn, max(0.01, next_open - time.time()))
+        if events is None:
+            closed = True
+            break
+        for ev in events:
+            if isinstance(ev, h2.events.DataReceived):
+                got += len(ev.data)
+                pending += ev.flow_controlled_length
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended = True
+            elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                closed = True
+        if closed:
+            break
+        if time.time() >= next_open and pending:
+            conn.acknowledge_received_data(pending, sid)
+            pending = 0
+            next_open = time.time() + every
+        data = conn.data_to_send()
+        if data:
+            sock.sendall(data)
+    out({"bytes": got, "ended": ended, "closed": closed, "secs": round(time.time() - start, 2)})
+    sock.close()
+
+
 def ping_idle(port, path, every, limit):
     sock, conn = connect(port)
     sid = conn.get_next_available_stream_id()
@@ -345,7 +390,9 @@ def main(argv):
     elif cmd == "stall":
         stall(port, float(argv[3]), argv[4:])
     elif cmd == "flood":
-        flood(port, argv[3], float(argv[4]))
+        flood(port, argv[3], float(argv[4]), split=len(argv) > 5 and argv[5] == "split")
+    elif cmd == "slow-get":
+        slow_get(port, argv[3], int(argv[4]), float(argv[5]))
     elif cmd == "stall-many":
         stall_many(port, int(argv[3]), float(argv[4]), argv[5:])
     elif cmd == "ping-idle":

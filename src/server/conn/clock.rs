@@ -110,10 +110,12 @@ impl Clock {
         }
     }
 
-    /// A write made progress.
-    pub(super) fn on_write_progress(&mut self, tracker: &ConnTracker, h2: bool) {
+    /// A write made progress; `data`: on HTTP/2, it carried DATA frames
+    /// (a response still going out after its body ended counts as activity;
+    /// PING and SETTINGS acknowledgements do not).
+    pub(super) fn on_write_progress(&mut self, tracker: &ConnTracker, h2: bool, data: bool) {
         self.write_blocked_since = None;
-        if !h2 || tracker.in_flight() > 0 {
+        if !h2 || data || tracker.in_flight() > 0 {
             self.last_activity = now_ms();
         }
     }

@@ -95,8 +95,9 @@ impl FrameScanner {
         FrameScanner { preface_left: PREFACE.len(), header: [0; 9], have: 0, payload_left: 0 }
     }
 
-    /// A scanner for the bytes a server writes (frames from the start).
-    pub fn writing() -> FrameScanner {
+    /// A scanner for frames from the first byte (the preface, if any,
+    /// already consumed).
+    pub fn frames() -> FrameScanner {
         FrameScanner { preface_left: 0, header: [0; 9], have: 0, payload_left: 0 }
     }
 
@@ -282,7 +283,7 @@ mod tests {
     #[test]
     fn goaway_is_a_well_formed_frame() {
         let f = goaway_enhance_your_calm(41);
-        let mut s = FrameScanner::writing();
+        let mut s = FrameScanner::frames();
         let mut seen = Vec::new();
         s.feed(&f, |h| seen.push(h));
         assert_eq!(seen, vec![FrameHeader { len: 8, kind: 0x7, flags: 0, stream: 0 }]);

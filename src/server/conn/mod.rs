@@ -34,9 +34,17 @@ use tokio::net::TcpStream;
 /// What the connection speaks, once its first bytes are seen.
 #[derive(Debug)]
 enum Proto {
-    Unknown,
+    /// The bytes so far are the first `seen` bytes of the HTTP/2 preface
+    /// (a client may send it in pieces: hyper waits for all of it).
+    Unknown {
+        seen: usize,
+    },
     H1(h1line::LineScanner),
-    H2 { read: FrameScanner, write: FrameScanner, guard: FloodGuard },
+    H2 {
+        read: FrameScanner,
+        write: FrameScanner,
+        guard: FloodGuard,
+    },
 }
 
 /// A `TcpStream` with timeouts and checks.
@@ -48,7 +56,18 @@ pub struct ConnIo {
     proto: Proto,
     splicer: Splicer,
     seen_epoch: u64,
+    /// Bytes were written since the last flush completed.
+    unflushed: bool,
+    /// When HTTP/2 DATA was last written (coarse-clock milliseconds).
+    last_data_ms: u64,
+    /// The last write carried HTTP/2 DATA.
+    wrote_data: bool,
 }
+
+/// How long an HTTP/2 connection must have written no DATA before it counts
+/// as idle for making room at the connection cap (h2 keeps writing a
+/// response it has buffered after the response body ended).
+const QUIET_MS: u64 = 1000;
 
 const URI_TOO_LONG: &str = "414 URI too long\n";
 
@@ -59,9 +78,12 @@ impl ConnIo {
             stream,
             tracker,
             clock: Clock::new(limits),
-            proto: Proto::Unknown,
+            proto: Proto::Unknown { seen: 0 },
             splicer: Splicer::default(),
             seen_epoch: crate::mmap::guard::epoch(),
+            unflushed: false,
+            last_data_ms: 0,
+            wrote_data: false,
         }
     }
 
@@ -70,20 +92,32 @@ impl ConnIo {
     }
 
     /// Looks at bytes just read; an error closes the connection.
-    fn on_read(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Proto::Unknown = self.proto {
-            // "PRI" can only begin the HTTP/2 preface; no method starts so.
-            let n = data.len().min(h2frames::PREFACE.len());
-            self.proto = if data.get(..n) == h2frames::PREFACE.get(..n) && n >= 3 {
-                self.tracker.set_h2();
-                Proto::H2 {
-                    read: FrameScanner::reading(),
-                    write: FrameScanner::writing(),
-                    guard: FloodGuard::new(clock::now_ms()),
+    fn on_read(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if let Proto::Unknown { seen } = self.proto {
+            let rest = h2frames::PREFACE.get(seen..).unwrap_or_default();
+            let n = data.len().min(rest.len());
+            if data.get(..n) == rest.get(..n) {
+                if seen + n < h2frames::PREFACE.len() {
+                    // Still a prefix of the preface: wait for more.
+                    self.proto = Proto::Unknown { seen: seen + n };
+                    self.clock.on_read(&self.tracker, false);
+                    return Ok(());
                 }
+                // The whole preface: HTTP/2, frames from here on.
+                self.tracker.set_h2();
+                self.proto = Proto::H2 {
+                    read: FrameScanner::frames(),
+                    write: FrameScanner::frames(),
+                    guard: FloodGuard::new(clock::now_ms()),
+                };
+                data = data.get(n..).unwrap_or_default();
             } else {
-                Proto::H1(h1line::LineScanner::default())
-            };
+                // Not the preface ("PRI" can begin no method): HTTP/1, fed
+                // with the bytes held back too.
+                let mut lines = h1line::LineScanner::default();
+                lines.feed(h2frames::PREFACE.get(..seen).unwrap_or_default());
+                self.proto = Proto::H1(lines);
+            }
         }
         self.clock.on_read(&self.tracker, self.is_h2());
         match &mut self.proto {
@@ -112,7 +146,7 @@ impl ConnIo {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "HTTP/2 control-frame flood"));
                 }
             }
-            Proto::Unknown => {}
+            Proto::Unknown { .. } => {}
         }
         Ok(())
     }
@@ -120,7 +154,8 @@ impl ConnIo {
     /// Answers 414 when nothing else is being written (best effort: the
     /// connection closes right after).
     fn refuse_uri_too_long(&mut self) {
-        if self.tracker.in_flight() > 0 || self.splicer.has_pending() {
+        // Never into the middle of an earlier response still queued.
+        if self.tracker.in_flight() > 0 || self.splicer.has_pending() || self.unflushed {
             return;
         }
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -133,20 +168,40 @@ impl ConnIo {
         self.tracker.note_refused(414);
     }
 
-    /// Bytes were written: feed HTTP/2's frame tracking.
+    /// Bytes were written: note it, and feed HTTP/2's frame tracking.
     fn on_written(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
+        if n > 0 {
+            self.unflushed = true;
+        }
         if let Proto::H2 { write, guard, .. } = &mut self.proto {
             guard.on_written(n as u64);
+            let mut data = write.payload_left() > 0;
             for b in bufs {
                 if n == 0 {
                     break;
                 }
                 let take = n.min(b.len());
                 // Payload bytes are skipped by count, never read.
-                write.feed(b.get(..take).unwrap_or_default(), |_| {});
+                write.feed(b.get(..take).unwrap_or_default(), |frame| data |= frame.kind == 0);
                 n -= take;
             }
+            self.wrote_data = data;
+            if data {
+                self.last_data_ms = clock::now_ms();
+            }
         }
+    }
+
+    /// Whether the connection may be closed to make room: between requests,
+    /// nothing written left unflushed (HTTP/1: hyper flushes once a response
+    /// is all written), and on HTTP/2 no mapped chunk still buffered and no
+    /// DATA written for a moment (a slow download whose body ended but
+    /// whose bytes still go out is not idle).
+    fn idle_for_reclaim(&mut self) -> bool {
+        let h2_quiet = !self.is_h2()
+            || (self.tracker.chunks_settled()
+                && clock::now_ms().saturating_sub(self.last_data_ms) >= QUIET_MS);
+        self.clock.is_idle(&self.tracker) && !self.unflushed && h2_quiet
     }
 
     /// The write path when large mapped slices may be among `bufs`: bytes
@@ -220,7 +275,7 @@ impl ConnIo {
         match r {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
-                    self.clock.on_write_progress(&self.tracker, self.is_h2());
+                    self.clock.on_write_progress(&self.tracker, self.is_h2(), self.wrote_data);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -243,7 +298,7 @@ impl AsyncRead for ConnIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.tracker.take_close_request() && this.clock.is_idle(&this.tracker) {
+        if this.tracker.take_close_request() && this.idle_for_reclaim() {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "idle connection closed to make room",
@@ -274,7 +329,15 @@ impl AsyncWrite for ConnIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.check_poison()?;
-        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        // Bytes in the pipe go first.
+        if let Poll::Ready(Err(e)) = this.splicer.poll_drain(&this.stream, cx) {
+            return Poll::Ready(Err(e));
+        }
+        let r = if this.splicer.has_pending() {
+            Poll::Pending
+        } else {
+            Pin::new(&mut this.stream).poll_write(cx, buf)
+        };
         if let Poll::Ready(Ok(n)) = r {
             this.on_written(&[io::IoSlice::new(buf)], n);
         }
@@ -315,10 +378,14 @@ impl AsyncWrite for ConnIo {
             }
         }
         let flushed = ready!(Pin::new(&mut this.stream).poll_flush(cx));
-        if flushed.is_ok() && this.tracker.in_flight() == 0 && this.tracker.has_probes() {
-            // Everything earlier responses read is on its way: their mappings
-            // no longer concern this connection.
-            this.tracker.forget_probes();
+        if flushed.is_ok() {
+            this.unflushed = false;
+            // Everything earlier responses read is on its way, and no chunk
+            // of theirs waits in h2's buffers: their mappings no longer
+            // concern this connection.
+            if this.tracker.in_flight() == 0 && this.tracker.chunks_settled() && this.tracker.has_probes() {
+                this.tracker.forget_probes();
+            }
         }
         Poll::Ready(flushed)
     }
