@@ -5,18 +5,28 @@
 //! 3. **Path**: decode and validate (`path`); `/dir/` asks for `dir/index.html`.
 //! 4. **Cache**: the entry in its current state (`cache`); a directory asked
 //!    for without its slash is redirected.
-//! 5. **Preconditions**: RFC 9110 §13.2.2 (`http::conditional`).
-//! 6. **Range**: for GET, when `If-Range` allows (`http::range`).
-//! 7. **Response**: built in one place (`response`); the body logs the access
-//!    line and releases the connection's in-flight mark when it ends.
+//! 5. **Browse**: `/dir/` without an index gets its listing (cached like a
+//!    file, looked up first); a missing path gets the `--fallback` page when
+//!    the client prefers HTML.
+//! 6. **Preconditions**: RFC 9110 §13.2.2 (`http::conditional`).
+//! 7. **Range**: for GET, when `If-Range` allows (`http::range`); never for
+//!    a listing.
+//! 8. **Response**: built in one place (`response`); `?download` adds
+//!    `Content-Disposition`; the body logs the access line and releases the
+//!    connection's in-flight mark when it ends.
+//! 9. **Errors**: an HTML page for clients that prefer HTML, short text for
+//!    the rest; a 404 is the `--not-found-page` file when one is set.
 
 use crate::access::{AccessRecord, Throttle};
 use crate::body::stream::Source;
-use crate::cache::{Content, Entry, FileCache, Held, HoldError, Reads};
+use crate::cache::{Content, Entry, FileCache, Held, HoldError, ListingRules, Reads};
 use crate::error::ServeError;
+use crate::fs::FsError;
+use crate::http::accept::{self, Preferred};
 use crate::http::conditional::{self, Decision, Validators};
 use crate::http::range::{self, RangeOutcome};
-use crate::path;
+use crate::listing::Variant;
+use crate::path::{self, RelPath};
 use crate::quota::Quota;
 use crate::response::{self, Plan, Policy};
 use crate::track::ConnTracker;
@@ -40,6 +50,30 @@ pub struct App {
     pub policy: Policy,
     /// Emit access log lines.
     pub access_log: bool,
+    /// What browsers get: listings, fallback and not-found pages.
+    pub browse: Browse,
+}
+
+/// Listings, the SPA fallback and the not-found page.
+#[derive(Debug, Clone, Default)]
+pub struct Browse {
+    /// List directories without an index (`None`: 404).
+    pub listing: Option<ListingRules>,
+    /// The file whose bytes answer a 404.
+    pub not_found_page: Option<RelPath>,
+    /// The file served for a missing path to clients that prefer HTML.
+    pub fallback: Option<RelPath>,
+}
+
+/// How a found entry is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// What was asked for.
+    Asked,
+    /// The `--fallback` page, standing in for a missing path.
+    Fallback,
+    /// The `--not-found-page`, sent whole with 404.
+    NotFound,
 }
 
 /// Per-connection facts.
@@ -72,6 +106,12 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let quota = conn.as_ref().and_then(|c| c.tracker.quota());
     let mut response = match serve(&app, &req, head, quota).await {
         Ok(response) => response,
+        Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
+            match not_found_page(&app, &req, head, quota).await {
+                Some(response) => response,
+                None => response::error(&ServeError::NotFound, head, prefers(&req) == Preferred::Html),
+            }
+        }
         Err(e) => {
             // At most 10 such lines a second: they can come once per request.
             static THROTTLE: Throttle = Throttle::new(10);
@@ -88,7 +128,7 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
                 }
                 _ => {}
             }
-            response::error(&e, head)
+            response::error(&e, head, prefers(&req) == Preferred::Html)
         }
     };
     let record = match (&conn, start) {
@@ -134,23 +174,92 @@ async fn serve(
         return Err(ServeError::NotImplemented);
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
-    let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
-    let mut entry = match app.cache.lookup(key.as_bytes()) {
-        Some(entry) => entry,
-        // Boxed so that the handler's future stays small on the hit path.
-        None => Box::pin(app.cache.load(key.as_bytes())).await?,
-    };
-    if let Content::Dir = entry.content {
-        if rel.has_trailing_slash() {
-            return Err(ServeError::NotFound);
+    let listing = app.browse.listing.filter(|_| rel.has_trailing_slash());
+    if listing.is_some() {
+        // A cached listing is current only while no index.html appeared.
+        if let Some(entry) = app.cache.lookup_listing(rel.as_bytes(), variant(req)) {
+            return send(app, req, head, quota, entry, Role::Asked).await;
         }
-        return Ok(response::redirect(directory_location(req), head));
     }
-    let mut plan = plan(app, req, &entry);
+    let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
+    let found = match app.cache.lookup(key.as_bytes()) {
+        Some(entry) => Ok(entry),
+        // Boxed so that the handler's future stays small on the hit path.
+        None => Box::pin(app.cache.load(key.as_bytes())).await,
+    };
+    let entry = match found {
+        Ok(entry) if matches!(entry.content, Content::Dir) && !rel.has_trailing_slash() => {
+            return Ok(response::redirect(directory_location(req), head));
+        }
+        // `dir/index.html` is a directory: as if there were no index.
+        Ok(entry) if matches!(entry.content, Content::Dir) => Err(FsError::NotFound),
+        other => other,
+    };
+    let (entry, role) = match (entry, listing) {
+        (Ok(entry), _) => (entry, Role::Asked),
+        (Err(FsError::NotFound), Some(rules)) => {
+            match Box::pin(app.cache.load_listing(rel.as_bytes(), variant(req), rules)).await {
+                Ok(entry) => (entry, Role::Asked),
+                Err(FsError::NotFound) => (fallback(app, req).await?, Role::Fallback),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (Err(FsError::NotFound), None) => (fallback(app, req).await?, Role::Fallback),
+        (Err(e), _) => return Err(e.into()),
+    };
+    send(app, req, head, quota, entry, role).await
+}
+
+/// The listing variant a request asks for.
+fn variant(req: &Parts) -> Variant {
+    Variant::of(&crate::http::query::parse(req.uri.query()), prefers(req) == Preferred::Json)
+}
+
+/// What the request's `Accept` prefers.
+fn prefers(req: &Parts) -> Preferred {
+    accept::preferred(req.headers.get_all(header::ACCEPT).iter().map(HeaderValue::as_bytes))
+}
+
+/// The `--fallback` page for a missing path, when the client prefers HTML
+/// (a browser navigating); otherwise the path stays missing.
+async fn fallback(app: &App, req: &Parts) -> Result<Arc<Entry>, ServeError> {
+    let Some(page) = app.browse.fallback.as_ref().filter(|_| prefers(req) == Preferred::Html) else {
+        return Err(ServeError::NotFound);
+    };
+    match app.cache.get(page.as_bytes()).await {
+        Ok(entry) if !matches!(entry.content, Content::Dir) => Ok(entry),
+        _ => Err(ServeError::NotFound),
+    }
+}
+
+/// The `--not-found-page` file as a 404, if it can be served.
+async fn not_found_page(
+    app: &App,
+    req: &Parts,
+    head: bool,
+    quota: Option<&Arc<Quota>>,
+) -> Option<Response<crate::body::FileBody>> {
+    let page = app.browse.not_found_page.as_ref()?;
+    let entry = app.cache.get(page.as_bytes()).await.ok().filter(|e| !matches!(e.content, Content::Dir))?;
+    send(app, req, head, quota, entry, Role::NotFound).await.ok()
+}
+
+/// Decides and builds the response for a found entry.
+async fn send(
+    app: &App,
+    req: &Parts,
+    head: bool,
+    quota: Option<&Arc<Quota>>,
+    mut entry: Arc<Entry>,
+    role: Role,
+) -> Result<Response<crate::body::FileBody>, ServeError> {
+    let key: Box<[u8]> = entry.key.clone();
+    let plan = |entry: &Entry| if role == Role::NotFound { Plan::Full } else { self::plan(app, req, entry) };
+    let mut plan = plan(&entry);
     let held = match hold(app, &entry, reads(&plan, head), quota).await {
         // Replaced between the lookup and the open: serve the new version.
         Err(HoldError::Stale) => {
-            entry = Box::pin(app.cache.reload(key.as_bytes(), &entry)).await?;
+            entry = Box::pin(app.cache.reload(&key, &entry)).await?;
             plan = self::plan(app, req, &entry);
             hold(app, &entry, reads(&plan, head), quota).await
         }
@@ -163,10 +272,22 @@ async fn serve(
     };
     let Held { fd, window, pread, file_slot, pin } = held;
     let source = Source { fd, pread, quota: quota.cloned(), pin: pin.map(Arc::new) };
-    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, source, window };
+    let html_errors = plan == Plan::Unsatisfiable && prefers(req) == Preferred::Html;
+    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, source, window, html_errors };
     let mut response = response::file(&entry, plan, head, &ctx);
     response.body_mut().hold(file_slot);
+    match role {
+        Role::Asked if !entry.headers.listing && wants_download(req) => response::attach(&mut response, &entry),
+        Role::Asked => {}
+        Role::Fallback => response::varies_with_accept(&mut response),
+        Role::NotFound => response::as_not_found(&mut response),
+    }
     Ok(response)
+}
+
+/// `?download` (any value, or none) in the query.
+fn wants_download(req: &Parts) -> bool {
+    req.uri.query().is_some_and(|q| crate::http::query::parse(Some(q)).download)
 }
 
 /// What the response holds: decided at once on the hit path, with the
@@ -209,7 +330,8 @@ fn plan(app: &App, req: &Parts, entry: &Entry) -> Plan {
         Decision::PreconditionFailed => Plan::PreconditionFailed,
         Decision::Proceed { use_range } => {
             let mut ranges = req.headers.get_all(header::RANGE).iter();
-            match (is_get && use_range, ranges.next(), ranges.next()) {
+            // A listing is generated: Range is ignored (RFC 9110 §14.2 allows it).
+            match (is_get && use_range && !entry.headers.listing, ranges.next(), ranges.next()) {
                 (true, Some(value), None) => {
                     match range::evaluate(value.as_bytes(), entry.len(), app.max_ranges) {
                         RangeOutcome::Full => Plan::Full,

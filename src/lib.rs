@@ -12,7 +12,9 @@
 //! | `body` | response bodies: chunks, each checked before it leaves |
 //! | `track` | what a connection and its requests share |
 //! | `access` | the access log |
-//! | `cache` | entries, windows, budget, loading, change detection, ROOT |
+//! | `cache` | entries, windows, budget, loading, change detection, ROOT, rendered listings |
+//! | `listing` | directory listings: read, sort, render as HTML or JSON |
+//! | `pages` | the page assets of `static/`, compiled in; HTML error pages |
 //! | `quota` | what one connection's responses may hold |
 //! | `error` | request failures and their statuses |
 //! | `fs` | opening files beneath ROOT without races |
@@ -39,8 +41,10 @@ pub mod fs;
 pub mod handler;
 pub mod http;
 pub mod limits;
+pub mod listing;
 pub mod logging;
 pub mod mmap;
+pub mod pages;
 pub mod path;
 mod quota;
 pub mod response;

@@ -100,6 +100,19 @@ pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<RelPath, PathError> {
     Ok(RelPath { bytes, trailing_slash })
 }
 
+/// Whether a directory entry named `name` could be reached by a request
+/// path through [`parse`] (so that a listing shows exactly what a click
+/// serves): not `.` or `..`, no NUL, `/` or `\\`, not a drive prefix at the
+/// top (`at_top`), and not a dotfile unless hidden files are served.
+pub fn servable_name(name: &[u8], at_top: bool, serve_hidden: bool) -> bool {
+    !name.is_empty()
+        && name != b"."
+        && name != b".."
+        && !name.iter().any(|&b| b == 0 || b == b'/' || b == b'\\')
+        && !(at_top && is_drive_prefix(name))
+        && (serve_hidden || name.first() != Some(&b'.'))
+}
+
 /// `C:` as a whole segment: a Windows drive prefix, meaningless here and refused.
 fn is_drive_prefix(segment: &[u8]) -> bool {
     matches!(segment, [letter, b':'] if letter.is_ascii_alphabetic())
@@ -257,6 +270,28 @@ mod tests {
                 Ok(p) => prop_assert_eq!(p.as_bytes(), name.as_bytes()),
                 Err(e) => prop_assert!(name == "." || name == ".." || is_drive_prefix(name.as_bytes()), "{:?}", e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod servable_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A listed name is exactly a name a click on its link can reach.
+        #[test]
+        fn servable_names_are_the_ones_parse_accepts(
+            name in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\\'), Just(b':'), Just(b'C'), Just(0u8), any::<u8>()], 1..6),
+            hidden: bool,
+            top: bool,
+        ) {
+            let encoded: String = name.iter().map(|b| format!("%{b:02X}")).collect();
+            let uri = if top { format!("/{encoded}") } else { format!("/dir/{encoded}") };
+            let parsed = parse(&uri, hidden);
+            let want = if top { name.clone() } else { [b"dir/".as_slice(), &name].concat() };
+            prop_assert_eq!(servable_name(&name, top, hidden), parsed.map(|p| p.as_bytes() == want).unwrap_or(false));
         }
     }
 }

@@ -3,7 +3,10 @@
 //! Handlers decide (`http::conditional`, `http::range`) and pass a [`Plan`];
 //! this module turns it into a `Response<FileBody>`. Every 200/206 carries an
 //! exact Content-Length; HEAD gets exactly GET's headers and no body; 304
-//! repeats the validators and Cache-Control a 200 would carry.
+//! repeats the validators and Cache-Control a 200 would carry. Listings are
+//! entries too: `Cache-Control: no-cache` (revalidate every time, so a new
+//! file shows at once), `Vary: Accept`, no ranges. Errors are a small HTML
+//! page (`pages`) for clients that prefer HTML and short text otherwise.
 
 use crate::body::{FileBody, Part};
 use crate::cache::{Content, Entry, FileCache};
@@ -34,6 +37,8 @@ pub struct FileContext<'a> {
     /// For a windowed entry without a descriptor: the cached window that
     /// holds the whole (single) span.
     pub window: Option<Arc<crate::cache::Window>>,
+    /// Answer a 416 with the HTML page.
+    pub html_errors: bool,
 }
 
 /// What to send for a file.
@@ -57,6 +62,9 @@ const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 const BYTES: HeaderValue = HeaderValue::from_static("bytes");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+const ACCEPT: HeaderValue = HeaderValue::from_static("accept");
 
 /// Builds the response for `entry` according to `plan`.
 pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -> Response<FileBody> {
@@ -74,7 +82,12 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -
             let mut headers = validators(entry, policy);
             headers.insert(header::CONTENT_RANGE, unsatisfied_range(entry.len()));
             headers.insert(header::ACCEPT_RANGES, BYTES);
-            return text(StatusCode::RANGE_NOT_SATISFIABLE, headers, "416 range not satisfiable\n", head);
+            let status = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Some(page) = ctx.html_errors.then(|| crate::pages::error_page(416)).flatten() {
+                headers.insert(header::VARY, ACCEPT);
+                return html(status, headers, page, head);
+            }
+            return text(status, headers, "416 range not satisfiable\n", head);
         }
         Plan::Full => (StatusCode::OK, full(entry, policy), FileBody::one(span(0, entry.len()))),
         Plan::Single(r) => {
@@ -111,7 +124,9 @@ fn full(entry: &Entry, policy: &Policy) -> HeaderMap {
         .get_or_init(|| {
             let mut headers = validators(entry, policy);
             headers.insert(header::CONTENT_TYPE, entry.headers.content_type.clone());
-            headers.insert(header::ACCEPT_RANGES, BYTES);
+            if !entry.headers.listing {
+                headers.insert(header::ACCEPT_RANGES, BYTES);
+            }
             headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
             headers.insert(header::CONTENT_LENGTH, entry.headers.content_length.clone());
             headers
@@ -127,10 +142,38 @@ fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
     if let Some(lm) = &h.last_modified {
         headers.insert(header::LAST_MODIFIED, lm.clone());
     }
-    if let Some(cc) = &policy.cache_control {
+    if h.listing {
+        headers.insert(header::CACHE_CONTROL, NO_CACHE);
+        headers.insert(header::VARY, ACCEPT);
+    } else if let Some(cc) = &policy.cache_control {
         headers.insert(header::CACHE_CONTROL, cc.clone());
     }
     headers
+}
+
+/// Adds `Content-Disposition: attachment` with the entry's file name
+/// (`?download`) to a 200 or 206; other statuses are left alone.
+pub fn attach(response: &mut Response<FileBody>, entry: &Entry) {
+    if matches!(response.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+        let name = entry.key.rsplit(|&b| b == b'/').next().unwrap_or(&entry.key);
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, crate::http::disposition::attachment(name));
+    }
+}
+
+/// Marks a response chosen by the request's `Accept` (the fallback page).
+pub fn varies_with_accept(response: &mut Response<FileBody>) {
+    response.headers_mut().append(header::VARY, ACCEPT);
+}
+
+/// Turns a full response of the not-found page into a 404: without the
+/// validators and range support that belong to the page as a file.
+pub fn as_not_found(response: &mut Response<FileBody>) {
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    let headers = response.headers_mut();
+    for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES, header::CACHE_CONTROL] {
+        headers.remove(name);
+    }
+    headers.insert(header::CACHE_CONTROL, NO_CACHE);
 }
 
 /// `len` bytes of the entry from `first`, as a body part.
@@ -202,8 +245,9 @@ pub fn redirect(location: HeaderValue, head: bool) -> Response<FileBody> {
     text(StatusCode::MOVED_PERMANENTLY, headers, "301 moved permanently\n", head)
 }
 
-/// The response for a request-path failure.
-pub fn error(e: &ServeError, head: bool) -> Response<FileBody> {
+/// The response for a request-path failure: the HTML page when `html` (the
+/// client prefers HTML) and the status has one, short text otherwise.
+pub fn error(e: &ServeError, head: bool, html: bool) -> Response<FileBody> {
     let mut headers = HeaderMap::new();
     match e {
         ServeError::MethodNotAllowed => {
@@ -218,7 +262,23 @@ pub fn error(e: &ServeError, head: bool) -> Response<FileBody> {
         }
         _ => {}
     }
-    text(e.status(), headers, e.public_text(), head)
+    let status = e.status();
+    if let Some(page) = crate::pages::error_page(status.as_u16()) {
+        // The body depends on Accept: caches must know.
+        headers.insert(header::VARY, ACCEPT);
+        if html {
+            return self::html(status, headers, page, head);
+        }
+    }
+    text(status, headers, e.public_text(), head)
+}
+
+fn html(status: StatusCode, mut headers: HeaderMap, page: Bytes, head: bool) -> Response<FileBody> {
+    headers.insert(header::CONTENT_TYPE, HTML);
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    let body = if head { FileBody::empty() } else { FileBody::from_bytes(page) };
+    build(status, headers, body)
 }
 
 fn text(status: StatusCode, mut headers: HeaderMap, body: &'static str, head: bool) -> Response<FileBody> {

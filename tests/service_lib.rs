@@ -46,7 +46,14 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
         .unwrap()
     };
     let app =
-        Arc::new(App { cache, hidden: false, max_ranges: 8, policy: Policy::default(), access_log: false });
+        Arc::new(App {
+        cache,
+        hidden: false,
+        max_ranges: 8,
+        policy: Policy::default(),
+        access_log: false,
+        browse: Default::default(),
+    });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {

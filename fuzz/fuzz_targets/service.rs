@@ -60,6 +60,11 @@ fn world() -> &'static World {
             max_ranges: 8,
             policy: Policy::default(),
             access_log: false,
+            browse: mapserve::handler::Browse {
+                listing: Some(mapserve::cache::ListingRules { hidden: false, max_entries: 50 }),
+                not_found_page: None,
+                fallback: None,
+            },
         });
         World { rt, app, root: root.display().to_string() }
     })

@@ -208,6 +208,9 @@ pub struct Headers {
     /// The complete header map of a 200 response, built by `response` on
     /// first use and cloned for every later one (no hashing per header).
     pub full: std::sync::OnceLock<http::HeaderMap>,
+    /// A rendered listing, not a file: revalidated on every request, varies
+    /// with `Accept`, and ignores `Range`.
+    pub listing: bool,
 }
 
 /// One version of one file.
@@ -228,6 +231,9 @@ pub struct Entry {
     pub token: Option<Arc<super::watch::Token>>,
     /// The generation of ROOT it was loaded under (see `cache::root`).
     pub root_generation: u64,
+    /// Stale from this instant on, whatever the change detection says (a
+    /// rendered listing shows facts no watch covers; files: `None`).
+    pub expires: Option<std::time::Instant>,
 }
 
 impl Entry {
@@ -247,6 +253,7 @@ impl Entry {
             last_modified_secs,
             content_length: HeaderValue::from(identity.size),
             full: std::sync::OnceLock::new(),
+            listing: false,
         };
         Entry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -256,17 +263,44 @@ impl Entry {
             headers,
             token: None,
             root_generation: 0,
+            expires: None,
         }
     }
 
-    /// Length of the file.
-    pub fn len(&self) -> u64 {
-        self.identity.size
+    /// A rendered listing of the directory `dir` (with `identity`): `body`,
+    /// of type `content_type`, last changed at `changed` (seconds). Its ETag
+    /// is a hash of the bytes and the variant's `tag`, so it changes exactly
+    /// when the page would, and differs between representations.
+    pub fn rendered(dir: &[u8], identity: Identity, body: Bytes, content_type: HeaderValue, tag: u8, changed: i64) -> Entry {
+        let mut entry = Entry::new(dir, identity, Content::Heap(body.clone()));
+        let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64 ^ u64::from(tag), |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let etag = format!("\"L{tag:x}-{:x}-{hash:016x}\"", body.len());
+        let h = &mut entry.headers;
+        h.etag = HeaderValue::from_str(&etag).unwrap_or_else(|_| HeaderValue::from_static("\"L\""));
+        h.content_type = content_type;
+        h.content_length = HeaderValue::from(body.len());
+        h.last_modified_secs = u64::try_from(changed).ok().filter(|&s| s > 1);
+        h.last_modified = h.last_modified_secs.and_then(|s| {
+            let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s))?;
+            HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok()
+        });
+        h.listing = true;
+        entry
     }
 
-    /// Whether the file is empty.
+    /// Length of what it serves.
+    pub fn len(&self) -> u64 {
+        match &self.content {
+            Content::Heap(bytes) if self.headers.listing => bytes.len() as u64,
+            _ => self.identity.size,
+        }
+    }
+
+    /// Whether it serves nothing.
     pub fn is_empty(&self) -> bool {
-        self.identity.size == 0
+        self.len() == 0
     }
 }
 

@@ -29,17 +29,7 @@ const COPY_ATTEMPTS: usize = 3;
 impl Shared {
     /// Loads `key` and, unless it is streamed, inserts it into the table.
     pub(super) fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
-        // A swapped ROOT must be noticed by a miss as by a hit: with inotify
-        // the pending events say so; without, the path is opened again (a
-        // changed file led to this load).
-        if let Some(watcher) = &self.watcher {
-            watcher.sync();
-            if !self.roots.unchanged() && self.roots.refresh(Some(watcher)) {
-                self.forget_all();
-            }
-        } else if self.roots.refresh(None) {
-            self.forget_all();
-        }
+        self.sync_roots();
         let (root, generation) = self.roots.current();
         // Watch the path before opening it, so that no change can fall
         // between what is opened and what is watched.
@@ -74,6 +64,20 @@ impl Shared {
             }
         }
         Ok(entry)
+    }
+
+    /// A swapped ROOT must be noticed by a miss as by a hit: with inotify
+    /// the pending events say so; without, the path is opened again (a
+    /// changed file led to this load).
+    pub(super) fn sync_roots(&self) {
+        if let Some(watcher) = &self.watcher {
+            watcher.sync();
+            if !self.roots.unchanged() && self.roots.refresh(Some(watcher)) {
+                self.forget_all();
+            }
+        } else if self.roots.refresh(None) {
+            self.forget_all();
+        }
     }
 
     fn load_file(&self, key: &[u8], opened: Opened) -> Result<Entry, FsError> {

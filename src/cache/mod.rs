@@ -12,6 +12,8 @@
 //!   mapping does not pin its disk space once no response uses it), and
 //!   counts mapped and resident bytes.
 //! * **Budget**: see [`budget`]. **Index and eviction**: see [`table`].
+//! * **Listings**: a rendered listing is an entry too, under its own key
+//!   (see `listing`), in the same budget and with the same change detection.
 
 pub mod budget;
 mod check;
@@ -19,6 +21,7 @@ pub mod entry;
 pub mod files;
 mod flight;
 mod hold;
+mod listing;
 mod load;
 mod root;
 mod sweep;
@@ -28,6 +31,7 @@ mod window;
 
 pub use entry::{Content, Entry, Window};
 pub use hold::{Held, HoldError, Reads};
+pub use listing::{LISTING_TTL, ListingRules};
 
 use crate::fs::{FsError, Root};
 use budget::Budget;
@@ -222,7 +226,7 @@ impl FileCache {
     pub fn lookup(&self, key: &[u8]) -> Option<Arc<Entry>> {
         let shared = &self.shared;
         let Some(Cached::File(entry)) = shared.table.get(key) else { return None };
-        if shared.is_fresh(key, &entry) {
+        if shared.is_fresh(&entry) {
             shared.hits.fetch_add(1, Ordering::Relaxed);
             Some(entry)
         } else {
@@ -326,8 +330,8 @@ impl FileCache {
 }
 
 impl Shared {
-    /// Whether `entry` still is the current state of `key`.
-    fn is_fresh(&self, key: &[u8], entry: &Entry) -> bool {
+    /// Whether `entry` still is the current state of what it was loaded from.
+    fn is_fresh(&self, entry: &Entry) -> bool {
         if let Content::Mapped(w) = &entry.content {
             if w.probe.is_poisoned() {
                 return false;
@@ -342,11 +346,16 @@ impl Shared {
         if entry.root_generation != self.roots.generation() {
             return false;
         }
+        if entry.expires.is_some_and(|at| std::time::Instant::now() >= at) {
+            return false;
+        }
+        // The entry's own path: a listing's table key is not a path.
+        let path = &entry.key;
         match (&entry.token, &self.watcher) {
             (Some(token), Some(_)) => token.is_valid(),
-            (None, Some(_)) => matches!(self.roots.current().0.stat(key), Ok(now) if now == entry.identity),
+            (None, Some(_)) => matches!(self.roots.current().0.stat(path), Ok(now) if now == entry.identity),
             // Through the ROOT path itself, so that a swapped ROOT shows.
-            (_, None) => matches!(self.roots.stat_through_path(key), Ok(now) if now == entry.identity),
+            (_, None) => matches!(self.roots.stat_through_path(path), Ok(now) if now == entry.identity),
         }
     }
 

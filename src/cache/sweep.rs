@@ -21,7 +21,7 @@ pub(super) fn sweep_once(shared: &Shared) {
         for (key, value) in shared.table.snapshot() {
             match value {
                 Cached::File(entry) => {
-                    if shared.is_fresh(&key, &entry) {
+                    if shared.is_fresh(&entry) {
                         if let Content::Mapped(w) = &entry.content {
                             resident += w.refresh_residency();
                         }

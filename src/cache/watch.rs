@@ -228,6 +228,21 @@ impl Watcher {
         }
     }
 
+    /// Adds a watch on the opened directory `dir` itself, so that `token`
+    /// (a rendered listing's) is invalidated by any entry created, deleted,
+    /// renamed, written or changed in it. False when that is impossible.
+    pub fn watch_dir(&self, token: &Arc<Token>, dir: &OwnedFd) -> bool {
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let mut nodes = self.lock();
+        match inotify::add_watch(&self.fd, path.as_str(), DIR_MASK | WatchFlags::MASK_ADD) {
+            Ok(wd) => {
+                nodes.entry(wd).or_default().any.push(Arc::downgrade(token));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Forgets tokens of entries that are gone and removes watches nobody
     /// needs any more. Returns the number of watches left.
     pub fn prune(&self) -> usize {

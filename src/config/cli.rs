@@ -65,6 +65,23 @@ pub struct Cli {
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub hidden: Option<bool>,
 
+    /// Answer a directory without index.html with a listing page (HTML, or JSON on request); false gives 404 as for any missing file [default: true]
+    #[arg(long, env = "MAPSERVE_LISTING", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub listing: Option<bool>,
+
+    /// Most entries one listing shows (sorted first; a line says how many more there are) [default: 10000]
+    #[arg(long, env = "MAPSERVE_LISTING_MAX_ENTRIES", value_name = "N")]
+    pub listing_max_entries: Option<usize>,
+
+    /// File (relative to ROOT) whose bytes answer every 404 [default: none]
+    #[arg(long, env = "MAPSERVE_NOT_FOUND_PAGE", value_name = "PATH")]
+    pub not_found_page: Option<String>,
+
+    /// File (relative to ROOT) served with 200 for a missing path when the client prefers HTML: a single-page application's entry point [default: none]
+    #[arg(long, env = "MAPSERVE_FALLBACK", value_name = "PATH")]
+    pub fallback: Option<String>,
+
     /// Follow symlinks that resolve outside ROOT [default: false]
     #[arg(long, env = "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT", value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]

@@ -29,6 +29,14 @@ pub struct FileConfig {
     pub verified_sends: Option<Flag>,
     /// See `--hidden`.
     pub hidden: Option<Flag>,
+    /// See `--listing`.
+    pub listing: Option<Flag>,
+    /// See `--listing-max-entries`.
+    pub listing_max_entries: Option<usize>,
+    /// See `--not-found-page`.
+    pub not_found_page: Option<String>,
+    /// See `--fallback`.
+    pub fallback: Option<String>,
     /// See `--follow-symlinks-outside-root`.
     pub follow_symlinks_outside_root: Option<Flag>,
     /// See `--header-timeout`.

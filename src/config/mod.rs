@@ -38,6 +38,8 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// Default cap on ranges in one multipart response.
 pub const DEFAULT_MAX_RANGES: usize = 64;
+/// Default cap on the entries one listing shows.
+pub const DEFAULT_LISTING_MAX_ENTRIES: usize = 10_000;
 /// Default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -65,6 +67,15 @@ pub struct Config {
     pub verified_sends: bool,
     /// Serve dotfiles.
     pub hidden: bool,
+    /// Answer directories without an index with a listing.
+    pub listing: bool,
+    /// Most entries one listing shows.
+    pub listing_max_entries: usize,
+    /// The page (a path relative to ROOT, checked) whose bytes answer a 404.
+    pub not_found_page: Option<String>,
+    /// The page (relative to ROOT, checked) served for a missing path to
+    /// clients that prefer HTML.
+    pub fallback: Option<String>,
     /// Follow symlinks out of ROOT.
     pub follow_symlinks_outside_root: bool,
     /// Request-head timeout.
@@ -147,6 +158,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_REVALIDATE",
     "MAPSERVE_PREFAULT",
     "MAPSERVE_VERIFIED_SENDS",
+    "MAPSERVE_LISTING",
+    "MAPSERVE_LISTING_MAX_ENTRIES",
+    "MAPSERVE_NOT_FOUND_PAGE",
+    "MAPSERVE_FALLBACK",
     "MAPSERVE_FOLLOW_SYMLINKS_OUTSIDE_ROOT",
     "MAPSERVE_HEADER_TIMEOUT",
     "MAPSERVE_IDLE_TIMEOUT",
@@ -200,6 +215,26 @@ fn flag(
         (None, Some(f)) => f.value().map_err(|r| invalid(key, r)),
         (None, None) => Ok(default),
     }
+}
+
+/// A page named relative to ROOT (`--not-found-page`, `--fallback`): the
+/// same rules as a request path's segments, checked at start-up so that a
+/// typo stops the server instead of answering every 404 with another 404.
+fn page_path(key: &'static str, value: Option<String>, hidden: bool) -> Result<Option<String>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let segments: Vec<&str> = value.split('/').filter(|s| !s.is_empty()).collect();
+    if value.ends_with('/') || segments.is_empty() {
+        return Err(invalid(key, "must name a file relative to ROOT"));
+    }
+    for s in &segments {
+        if *s == "." || *s == ".." || s.contains(['\\', '\0']) {
+            return Err(invalid(key, format!("`{value}` is not a plain path relative to ROOT")));
+        }
+        if s.starts_with('.') && !hidden {
+            return Err(invalid(key, format!("`{value}` is a dotfile, which is not served without --hidden")));
+        }
+    }
+    Ok(Some(segments.join("/")))
 }
 
 fn span(
@@ -351,6 +386,14 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         file.follow_symlinks_outside_root.as_ref(),
         false,
     )?;
+    let listing = flag("listing", cli.listing, file.listing.as_ref(), true)?;
+    let listing_max_entries =
+        cli.listing_max_entries.or(file.listing_max_entries).unwrap_or(DEFAULT_LISTING_MAX_ENTRIES);
+    if listing_max_entries == 0 {
+        return Err(invalid("listing-max-entries", "must be at least 1"));
+    }
+    let not_found_page = page_path("not-found-page", cli.not_found_page.or(file.not_found_page), hidden)?;
+    let fallback = page_path("fallback", cli.fallback.or(file.fallback), hidden)?;
     let log_level = cli.log_level.or(file.log_level).unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         return Err(invalid("log-level", format!("`{log_level}` is not a log filter")));
@@ -372,6 +415,10 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         verified_sends,
         inotify,
         hidden,
+        listing,
+        listing_max_entries,
+        not_found_page,
+        fallback,
         follow_symlinks_outside_root,
         header_timeout,
         idle_timeout,

@@ -121,6 +121,8 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.access_log, defaults.access_log);
     assert_eq!(from_example.log_level, defaults.log_level);
     assert_eq!(from_example.workers, defaults.workers);
+    assert_eq!(from_example.listing, defaults.listing);
+    assert_eq!(from_example.listing_max_entries, defaults.listing_max_entries);
     // And every FileConfig key is documented.
     for key in [
         "root",
@@ -133,6 +135,10 @@ fn example_config_documents_every_default() {
         "prefault",
         "verified-sends",
         "hidden",
+        "listing",
+        "listing-max-entries",
+        "not-found-page",
+        "fallback",
         "follow-symlinks-outside-root",
         "header-timeout",
         "idle-timeout",
@@ -170,4 +176,24 @@ fn file_booleans_take_the_command_line_words() {
         let err = resolve(cli(&[]), file(bad)).unwrap_err().to_string();
         assert!(err.contains("`hidden`"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn listing_defaults_on_and_pages_are_checked() {
+    let c = resolve(cli(&[]), file("")).unwrap();
+    assert!(c.listing);
+    assert_eq!(c.listing_max_entries, 10_000);
+    assert_eq!((c.not_found_page, c.fallback), (None, None));
+    let c = resolve(cli(&["--listing=false", "--fallback", "/app//index.html"]), file("")).unwrap();
+    assert!(!c.listing);
+    assert_eq!(c.fallback.as_deref(), Some("app/index.html"));
+    let c = resolve(cli(&[]), file("listing = \"off\"\nnot-found-page = \"404.html\"")).unwrap();
+    assert!(!c.listing);
+    assert_eq!(c.not_found_page.as_deref(), Some("404.html"));
+    for bad in ["../x.html", "a/./b", "dir/", ".secret/404.html", "a\\b"] {
+        let err = resolve(cli(&["--not-found-page", bad]), file("")).unwrap_err().to_string();
+        assert!(err.contains("not-found-page"), "{bad}: {err}");
+    }
+    assert!(resolve(cli(&["--hidden", "--fallback", ".app/index.html"]), file("")).is_ok());
+    assert!(resolve(cli(&["--listing-max-entries", "0"]), file("")).is_err());
 }

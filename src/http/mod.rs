@@ -1,12 +1,16 @@
 //! Pure HTTP semantics: ranges, preconditions, media types, multipart
-//! layout and request framing checks. Nothing here does I/O or knows about axum; `response` turns the
+//! layout, request framing checks, `Accept`, the query parameters and
+//! `Content-Disposition`. Nothing here does I/O or knows about axum; `response` turns the
 //! decisions made here into responses.
 
+pub mod accept;
 pub mod conditional;
+pub mod disposition;
 pub mod encoding;
 pub mod host;
 pub mod mime;
 #[cfg(any(test, fuzzing))]
 pub mod model;
 pub mod multipart;
+pub mod query;
 pub mod range;

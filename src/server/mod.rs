@@ -17,10 +17,10 @@ mod exec;
 mod idle;
 pub mod zerocopy;
 
-use crate::cache::{CacheConfig, FileCache};
+use crate::cache::{CacheConfig, FileCache, ListingRules};
 use crate::config::Config;
 use crate::config::units::format_size;
-use crate::handler::App;
+use crate::handler::{App, Browse};
 use crate::response::Policy;
 use accept::Acceptor;
 use conn::Timeouts;
@@ -75,6 +75,14 @@ pub async fn run(config: Config) -> io::Result<()> {
         max_ranges: config.max_ranges,
         policy: Policy { cache_control: config.cache_control.clone() },
         access_log: config.access_log,
+        browse: Browse {
+            listing: config.listing.then_some(ListingRules {
+                hidden: config.hidden,
+                max_entries: config.listing_max_entries,
+            }),
+            not_found_page: page(config.not_found_page.as_deref(), config.hidden),
+            fallback: page(config.fallback.as_deref(), config.hidden),
+        },
     });
 
     let mut listeners = Vec::new();
@@ -234,4 +242,11 @@ fn log_totals(cache: &FileCache) {
         misses = s.misses,
         "cache totals"
     );
+}
+
+/// A page path from the configuration (already checked there) as the
+/// relative path a request for it would give.
+fn page(rel: Option<&str>, hidden: bool) -> Option<crate::path::RelPath> {
+    let rel = rel?;
+    crate::path::parse(&format!("/{}", rel.replace('%', "%25")), hidden).ok()
 }

@@ -1,0 +1,92 @@
+//! Reading one directory beneath ROOT into [`Item`]s: exactly the entries a
+//! click would serve.
+//!
+//! * Each name is checked by the request-path rules (`path::servable_name`):
+//!   a name no URL could reach (a backslash, `C:` at the top) is left out,
+//!   and so are dotfiles unless hidden files are served.
+//! * One `statx` per entry, relative to the directory's descriptor, without
+//!   following symlinks. A symlink is opened through `fs::Root` exactly as a
+//!   request would open it, so it is listed only when it resolves beneath
+//!   ROOT (or anywhere with `--follow-symlinks-outside-root`) to a file or a
+//!   directory, with its target's size and time.
+//! * FIFOs, sockets and devices are left out. An entry that cannot be
+//!   inspected (no search permission on the directory, a symlink to an
+//!   unreadable file) is listed without size or time, typed by `readdir`.
+
+use super::{Item, Kind, sort_key};
+use crate::fs::{FsError, Identity, Root};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, Dir, FileType, StatxFlags};
+
+/// What reading a directory found.
+#[derive(Debug)]
+pub struct Read {
+    /// The entries to list, unsorted.
+    pub items: Vec<Item>,
+    /// The newest status change among the directory and its entries, in
+    /// seconds (the listing's Last-Modified).
+    pub newest_change: i64,
+    /// Whether a name `index.html` exists (of any type): such a listing is
+    /// not cached, since its index could start to resolve without an event
+    /// in this directory (a dangling symlink whose target appears).
+    pub has_index: bool,
+}
+
+/// Reads the directory `dir` (opened beneath ROOT at `key`, with `identity`).
+pub fn read(root: &Root, key: &[u8], dir: &OwnedFd, identity: &Identity, hidden: bool) -> Result<Read, FsError> {
+    let mut stream = Dir::read_from(dir).map_err(FsError::from_errno)?;
+    let secs = |ns: i128| i64::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0);
+    let mut read = Read { items: Vec::new(), newest_change: secs(identity.ctime_ns), has_index: false };
+    let mut path = key.to_vec();
+    while let Some(entry) = stream.next() {
+        let entry = entry.map_err(FsError::from_errno)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        read.has_index |= name == b"index.html";
+        if !crate::path::servable_name(name, key.is_empty(), hidden) {
+            continue;
+        }
+        let found = match rustix::fs::statx(dir.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
+            Ok(st) if FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Symlink => {
+                path.truncate(key.len());
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name);
+                match root.open(&path) {
+                    Ok(opened) => Found::Known(opened.identity),
+                    Err(FsError::NotFound) => continue,
+                    Err(_) => Found::Unknown(Kind::File),
+                }
+            }
+            Ok(st) => Found::Known(Identity::from_statx(&st)),
+            Err(_) => match entry.file_type() {
+                FileType::Directory => Found::Unknown(Kind::Dir),
+                FileType::RegularFile | FileType::Unknown | FileType::Symlink => Found::Unknown(Kind::File),
+                _ => continue,
+            },
+        };
+        let item = match found {
+            Found::Known(id) => {
+                let kind = match id.kind {
+                    crate::fs::Kind::File => Kind::File,
+                    crate::fs::Kind::Dir => Kind::Dir,
+                    crate::fs::Kind::Other => continue,
+                };
+                read.newest_change = read.newest_change.max(secs(id.ctime_ns));
+                let size = (kind == Kind::File).then_some(id.size);
+                Item { name: name.into(), sort_key: sort_key(name), kind, size, mtime: Some(secs(id.mtime_ns)) }
+            }
+            Found::Unknown(kind) => Item { name: name.into(), sort_key: sort_key(name), kind, size: None, mtime: None },
+        };
+        read.items.push(item);
+    }
+    Ok(read)
+}
+
+enum Found {
+    Known(Identity),
+    Unknown(Kind),
+}
