@@ -62,6 +62,8 @@ pub fn read(root: &Root, key: &[u8], dir: &OwnedFd, identity: &Identity, hidden:
                 }
             }
             Ok(st) => Found::Known(Identity::from_statx(&st)),
+            // Gone since readdir.
+            Err(rustix::io::Errno::NOENT) => continue,
             Err(_) => match entry.file_type() {
                 FileType::Directory => Found::Unknown(Kind::Dir),
                 FileType::RegularFile | FileType::Unknown | FileType::Symlink => Found::Unknown(Kind::File),

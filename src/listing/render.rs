@@ -184,13 +184,17 @@ fn row(out: &mut String, item: &Item) {
     if dir {
         out.push_str("<td class=\"dl\"></td></tr>\n");
     } else {
-        let mut label = String::with_capacity(name.len() + 9);
-        label.push_str("Download ");
-        push_escaped(&mut label, &name);
+        // The same URL as the name link, with HTML's `download` attribute:
+        // a browser saves it under its name, and a crawler (`wget -r`) sees
+        // one URL per file, so a mirror fetches each file once. `?download`
+        // is for links shared outside the listing.
+        let mut escaped_name = String::with_capacity(name.len());
+        push_escaped(&mut escaped_name, &name);
         let _ = write!(
             out,
-            "<td class=\"dl\"><a href=\"{href}?download\" title=\"{label}\" aria-label=\"{label}\">\
-             <svg class=\"icon\" aria-hidden=\"true\"><use href=\"#i-download\"/></svg></a></td></tr>\n"
+            "<td class=\"dl\"><a href=\"{href}\" download=\"{escaped_name}\" title=\"Download {escaped_name}\" \
+             aria-label=\"Download {escaped_name}\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#i-download\"/>\
+             </svg></a></td></tr>\n"
         );
     }
 }

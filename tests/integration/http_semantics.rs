@@ -275,9 +275,15 @@ fn directories_redirect_and_serve_their_index() {
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert_eq!(srv.get("/dir/noindex/").status, 404);
     assert_eq!(srv.get("/hello.txt/").status, 404);
-    assert_eq!(srv.get("/").status, 404, "no index.html at the root");
+    let off = Launch::new(&s.path).arg("--listing=false").start();
+    assert_eq!(off.get("/").status, 404, "no index.html at the root, and no listing");
+    let r = srv.get("/");
+    assert_eq!(r.status, 200, "the root's listing");
+    assert!(String::from_utf8_lossy(&r.body).contains("<table id=\"listing\""));
+    // The cached listing gives way to an index created after it.
     s.write("index.html", b"root index");
     assert_eq!(srv.get("/").body, b"root index");
+    assert_eq!(off.get("/").body, b"root index");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod browse;
 mod cache;
 mod clients;
 mod cold;

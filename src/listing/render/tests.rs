@@ -24,7 +24,7 @@ fn names_are_text_and_links_are_encoded() {
     assert!(!html.contains("<img"), "{html}");
     assert!(html.contains("<span>&lt;img src=x onerror=alert(1)&gt;.txt</span>"));
     assert!(html.contains("href=\"%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt\""));
-    assert!(html.contains("href=\"%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt?download\""));
+    assert!(html.contains("href=\"%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.txt\" download=\"&lt;img src=x onerror=alert(1)&gt;.txt\""));
     assert!(html.contains("href=\"a%20b%23c%3Fd%25e%22f%27g%20%C3%A4/\""));
     assert!(html.contains("<span>a b#c?d%e&quot;f&#39;g ä/</span>"));
     assert!(html.contains("href=\"%FFbad\""), "raw bytes survive in the link");
