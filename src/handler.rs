@@ -277,7 +277,9 @@ async fn send(
     let mut response = response::file(&entry, plan, head, &ctx);
     response.body_mut().hold(file_slot);
     match role {
-        Role::Asked if !entry.headers.listing && wants_download(req) => response::attach(&mut response, &entry),
+        Role::Asked if !entry.headers.listing && wants_download(req) => {
+            response::attach(&mut response, &entry)
+        }
         Role::Asked => {}
         Role::Fallback => response::varies_with_accept(&mut response),
         Role::NotFound => response::as_not_found(&mut response),

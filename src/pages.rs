@@ -59,7 +59,8 @@ pub fn error_page(status: u16) -> Option<Bytes> {
     let (_, title, message) = ERRORS[at];
     let page = PAGES[at].get_or_init(|| {
         let status = status.to_string();
-        let values = [("style", STYLE), ("icons", ICONS), ("status", &status), ("title", title), ("message", message)];
+        let values =
+            [("style", STYLE), ("icons", ICONS), ("status", &status), ("title", title), ("message", message)];
         Bytes::from(fill(ERROR, &values))
     });
     Some(page.clone())
@@ -81,13 +82,28 @@ mod tests {
         let names = |t: &str| -> Vec<String> {
             t.split("{{").skip(1).filter_map(|s| s.split_once("}}")).map(|(n, _)| n.to_owned()).collect()
         };
-        let listing = ["style", "icons", "script", "title", "breadcrumbs", "sort_name", "sort_size", "sort_modified",
-            "parent", "rows", "more", "summary"];
+        let listing = [
+            "style",
+            "icons",
+            "script",
+            "title",
+            "breadcrumbs",
+            "sort_name",
+            "sort_size",
+            "sort_modified",
+            "parent",
+            "rows",
+            "more",
+            "summary",
+        ];
         for n in names(LISTING) {
             assert!(listing.contains(&n.as_str()), "listing.html: unknown {{{{{n}}}}}");
         }
         for n in names(ERROR) {
-            assert!(["style", "icons", "status", "title", "message"].contains(&n.as_str()), "error.html: {n}");
+            assert!(
+                ["style", "icons", "status", "title", "message"].contains(&n.as_str()),
+                "error.html: {n}"
+            );
         }
         for asset in [STYLE, SCRIPT, ICONS] {
             assert!(!asset.contains("{{"), "assets are inlined as they are");

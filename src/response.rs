@@ -156,7 +156,9 @@ fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
 pub fn attach(response: &mut Response<FileBody>, entry: &Entry) {
     if matches!(response.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
         let name = entry.key.rsplit(|&b| b == b'/').next().unwrap_or(&entry.key);
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, crate::http::disposition::attachment(name));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, crate::http::disposition::attachment(name));
     }
 }
 

@@ -45,8 +45,7 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
         )
         .unwrap()
     };
-    let app =
-        Arc::new(App {
+    let app = Arc::new(App {
         cache,
         hidden: false,
         max_ranges: 8,

@@ -271,7 +271,14 @@ impl Entry {
     /// of type `content_type`, last changed at `changed` (seconds). Its ETag
     /// is a hash of the bytes and the variant's `tag`, so it changes exactly
     /// when the page would, and differs between representations.
-    pub fn rendered(dir: &[u8], identity: Identity, body: Bytes, content_type: HeaderValue, tag: u8, changed: i64) -> Entry {
+    pub fn rendered(
+        dir: &[u8],
+        identity: Identity,
+        body: Bytes,
+        content_type: HeaderValue,
+        tag: u8,
+        changed: i64,
+    ) -> Entry {
         let mut entry = Entry::new(dir, identity, Content::Heap(body.clone()));
         let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64 ^ u64::from(tag), |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

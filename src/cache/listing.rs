@@ -60,7 +60,12 @@ impl FileCache {
     /// Reads and renders the listing of `dir` on the blocking pool (sharing
     /// the work with concurrent callers), and caches it. `NotFound` when
     /// `dir` is not a directory.
-    pub async fn load_listing(&self, dir: &[u8], variant: Variant, rules: ListingRules) -> Result<Arc<Entry>, FsError> {
+    pub async fn load_listing(
+        &self,
+        dir: &[u8],
+        variant: Variant,
+        rules: ListingRules,
+    ) -> Result<Arc<Entry>, FsError> {
         let key = key(dir, variant);
         self.shared.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared

@@ -231,7 +231,10 @@ fn page_path(key: &'static str, value: Option<String>, hidden: bool) -> Result<O
             return Err(invalid(key, format!("`{value}` is not a plain path relative to ROOT")));
         }
         if s.starts_with('.') && !hidden {
-            return Err(invalid(key, format!("`{value}` is a dotfile, which is not served without --hidden")));
+            return Err(invalid(
+                key,
+                format!("`{value}` is a dotfile, which is not served without --hidden"),
+            ));
         }
     }
     Ok(Some(segments.join("/")))

@@ -131,7 +131,9 @@ mod tests {
         assert_eq!(pref(chrome), Preferred::Html);
         assert_eq!(pref(firefox), Preferred::Html);
         assert_eq!(preferred(std::iter::empty()), Preferred::Other);
-        for other in ["*/*", "text/*", "image/webp,*/*", "text/plain", "text/html;q=0", "TEXT/HTML;q=0.5, text/plain"] {
+        for other in
+            ["*/*", "text/*", "image/webp,*/*", "text/plain", "text/html;q=0", "TEXT/HTML;q=0.5, text/plain"]
+        {
             assert_eq!(pref(other), Preferred::Other, "{other}");
         }
         assert_eq!(pref("Text/HTML"), Preferred::Html);
@@ -145,6 +147,18 @@ mod tests {
         assert_eq!(pref("text/html;q=0.9, application/json"), Preferred::Json);
         assert_eq!(pref("text/html, application/json"), Preferred::Html);
         assert_eq!(pref("application/json;q=0"), Preferred::Other);
+    }
+
+    proptest::proptest! {
+        /// Any bytes give an answer, and adding `*/*` never makes HTML or
+        /// JSON preferred where it was not.
+        #[test]
+        fn any_header_gives_an_answer(v in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let p = preferred(std::iter::once(v.as_slice()));
+            let with_star = [v.as_slice(), b", */*;q=0.01"].concat();
+            let q = preferred(std::iter::once(with_star.as_slice()));
+            proptest::prop_assert!(q == p || q == Preferred::Other || p == Preferred::Other);
+        }
     }
 
     #[test]

@@ -34,7 +34,10 @@ mod tests {
 
     #[test]
     fn ascii_and_non_ascii_names() {
-        assert_eq!(attachment(b"report.pdf"), "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf");
+        assert_eq!(
+            attachment(b"report.pdf"),
+            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+        );
         assert_eq!(
             attachment("résumé 2026 ✓.txt".as_bytes()),
             "attachment; filename=\"r_sum_ 2026 _.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%202026%20%E2%9C%93.txt"
@@ -43,7 +46,10 @@ mod tests {
             attachment(b"a\"b\\c;d%e'f.txt"),
             "attachment; filename=\"a_b_c;d%e'f.txt\"; filename*=UTF-8''a%22b%5Cc%3Bd%25e%27f.txt"
         );
-        assert_eq!(attachment(b"tab\there\x7f"), "attachment; filename=\"tab_here_\"; filename*=UTF-8''tab%09here%7F");
+        assert_eq!(
+            attachment(b"tab\there\x7f"),
+            "attachment; filename=\"tab_here_\"; filename*=UTF-8''tab%09here%7F"
+        );
         assert_eq!(attachment(b"\xff.bin"), "attachment; filename=\"_.bin\"; filename*=UTF-8''%EF%BF%BD.bin");
     }
 

@@ -33,12 +33,18 @@ pub struct Read {
 }
 
 /// Reads the directory `dir` (opened beneath ROOT at `key`, with `identity`).
-pub fn read(root: &Root, key: &[u8], dir: &OwnedFd, identity: &Identity, hidden: bool) -> Result<Read, FsError> {
-    let mut stream = Dir::read_from(dir).map_err(FsError::from_errno)?;
+pub fn read(
+    root: &Root,
+    key: &[u8],
+    dir: &OwnedFd,
+    identity: &Identity,
+    hidden: bool,
+) -> Result<Read, FsError> {
+    let stream = Dir::read_from(dir).map_err(FsError::from_errno)?;
     let secs = |ns: i128| i64::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0);
     let mut read = Read { items: Vec::new(), newest_change: secs(identity.ctime_ns), has_index: false };
     let mut path = key.to_vec();
-    while let Some(entry) = stream.next() {
+    for entry in stream {
         let entry = entry.map_err(FsError::from_errno)?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
@@ -48,28 +54,31 @@ pub fn read(root: &Root, key: &[u8], dir: &OwnedFd, identity: &Identity, hidden:
         if !crate::path::servable_name(name, key.is_empty(), hidden) {
             continue;
         }
-        let found = match rustix::fs::statx(dir.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
-            Ok(st) if FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Symlink => {
-                path.truncate(key.len());
-                if !path.is_empty() {
-                    path.push(b'/');
+        let found =
+            match rustix::fs::statx(dir.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
+                Ok(st) if FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Symlink => {
+                    path.truncate(key.len());
+                    if !path.is_empty() {
+                        path.push(b'/');
+                    }
+                    path.extend_from_slice(name);
+                    match root.open(&path) {
+                        Ok(opened) => Found::Known(opened.identity),
+                        Err(FsError::NotFound) => continue,
+                        Err(_) => Found::Unknown(Kind::File),
+                    }
                 }
-                path.extend_from_slice(name);
-                match root.open(&path) {
-                    Ok(opened) => Found::Known(opened.identity),
-                    Err(FsError::NotFound) => continue,
-                    Err(_) => Found::Unknown(Kind::File),
-                }
-            }
-            Ok(st) => Found::Known(Identity::from_statx(&st)),
-            // Gone since readdir.
-            Err(rustix::io::Errno::NOENT) => continue,
-            Err(_) => match entry.file_type() {
-                FileType::Directory => Found::Unknown(Kind::Dir),
-                FileType::RegularFile | FileType::Unknown | FileType::Symlink => Found::Unknown(Kind::File),
-                _ => continue,
-            },
-        };
+                Ok(st) => Found::Known(Identity::from_statx(&st)),
+                // Gone since readdir.
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(_) => match entry.file_type() {
+                    FileType::Directory => Found::Unknown(Kind::Dir),
+                    FileType::RegularFile | FileType::Unknown | FileType::Symlink => {
+                        Found::Unknown(Kind::File)
+                    }
+                    _ => continue,
+                },
+            };
         let item = match found {
             Found::Known(id) => {
                 let kind = match id.kind {
@@ -79,9 +88,17 @@ pub fn read(root: &Root, key: &[u8], dir: &OwnedFd, identity: &Identity, hidden:
                 };
                 read.newest_change = read.newest_change.max(secs(id.ctime_ns));
                 let size = (kind == Kind::File).then_some(id.size);
-                Item { name: name.into(), sort_key: sort_key(name), kind, size, mtime: Some(secs(id.mtime_ns)) }
+                Item {
+                    name: name.into(),
+                    sort_key: sort_key(name),
+                    kind,
+                    size,
+                    mtime: Some(secs(id.mtime_ns)),
+                }
             }
-            Found::Unknown(kind) => Item { name: name.into(), sort_key: sort_key(name), kind, size: None, mtime: None },
+            Found::Unknown(kind) => {
+                Item { name: name.into(), sort_key: sort_key(name), kind, size: None, mtime: None }
+            }
         };
         read.items.push(item);
     }

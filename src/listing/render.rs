@@ -139,7 +139,10 @@ fn sort_link(label: &str, column: SortKey, v: Variant) -> String {
     };
     let state = match (active, v.order) {
         (false, _) => String::new(),
-        (true, o) => format!(" aria-label=\"{label}, sorted {}\"", if o == Order::Asc { "ascending" } else { "descending" }),
+        (true, o) => format!(
+            " aria-label=\"{label}, sorted {}\"",
+            if o == Order::Asc { "ascending" } else { "descending" }
+        ),
     };
     format!("<a href=\"?sort={}&amp;order={}\"{state}>{label}{arrow}</a>", column.as_str(), order.as_str())
 }
@@ -154,9 +157,11 @@ fn row(out: &mut String, item: &Item) {
     }
     out.push_str(if dir { "<tr class=\"dir\" data-name=\"" } else { "<tr class=\"file\" data-name=\"" });
     push_escaped(out, &item.sort_key);
+    let _ = write!(out, "\"><td class=\"name\"><a href=\"{href}\" title=\"",);
+    push_escaped(out, &name);
     let _ = write!(
         out,
-        "\"><td class=\"name\"><a href=\"{href}\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#{}\"/></svg><span>",
+        "\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#{}\"/></svg><span>",
         icon(&item.name, item.kind)
     );
     push_escaped(out, &name);
@@ -177,7 +182,12 @@ fn row(out: &mut String, item: &Item) {
     }
     match item.mtime {
         Some(t) => {
-            let _ = write!(out, "<td class=\"modified\"><time datetime=\"{}\">{}</time></td>", rfc3339(t), short_utc(t));
+            let _ = write!(
+                out,
+                "<td class=\"modified\"><time datetime=\"{}\">{}</time></td>",
+                rfc3339(t),
+                short_utc(t)
+            );
         }
         None => out.push_str("<td class=\"modified\"></td>"),
     }
@@ -190,11 +200,11 @@ fn row(out: &mut String, item: &Item) {
         // is for links shared outside the listing.
         let mut escaped_name = String::with_capacity(name.len());
         push_escaped(&mut escaped_name, &name);
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<td class=\"dl\"><a href=\"{href}\" download=\"{escaped_name}\" title=\"Download {escaped_name}\" \
              aria-label=\"Download {escaped_name}\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#i-download\"/>\
-             </svg></a></td></tr>\n"
+             </svg></a></td></tr>"
         );
     }
 }
@@ -216,8 +226,8 @@ fn icon(name: &[u8], kind: Kind) -> &'static str {
     } else if is(&["zip", "tar", "gz", "tgz", "bz2", "xz", "zst", "7z", "rar", "iso", "deb", "rpm", "br"]) {
         "i-archive"
     } else if is(&[
-        "rs", "py", "js", "mjs", "ts", "c", "h", "cc", "cpp", "hpp", "go", "java", "rb", "sh", "json", "toml", "yaml",
-        "yml", "xml", "html", "htm", "css", "wasm", "sql", "lua", "php",
+        "rs", "py", "js", "mjs", "ts", "c", "h", "cc", "cpp", "hpp", "go", "java", "rb", "sh", "json",
+        "toml", "yaml", "yml", "xml", "html", "htm", "css", "wasm", "sql", "lua", "php",
     ]) {
         "i-code"
     } else if is(&["txt", "md", "log", "csv", "tsv", "ini", "conf", "cfg", "rst"]) {

@@ -76,10 +76,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         policy: Policy { cache_control: config.cache_control.clone() },
         access_log: config.access_log,
         browse: Browse {
-            listing: config.listing.then_some(ListingRules {
-                hidden: config.hidden,
-                max_entries: config.listing_max_entries,
-            }),
+            listing: config
+                .listing
+                .then_some(ListingRules { hidden: config.hidden, max_entries: config.listing_max_entries }),
             not_found_page: page(config.not_found_page.as_deref(), config.hidden),
             fallback: page(config.fallback.as_deref(), config.hidden),
         },

@@ -31,6 +31,20 @@ fn json_names(v: &serde_json::Value) -> Vec<String> {
     v["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
 }
 
+/// Parses `body` with html5lib in strict mode (any HTML5 parse error fails).
+fn assert_parses_as_html5(body: &[u8], what: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import html5lib, sys; html5lib.HTMLParser(strict=True).parse(sys.stdin.buffer.read())"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{what} is not clean HTML5: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn set_mtime(path: &std::path::Path, secs: i64) {
     let out = run("touch", &["-h", "-d", &format!("@{secs}"), path.to_str().unwrap()]);
     assert!(out.status.success());
@@ -63,11 +77,21 @@ fn the_listing_shows_exactly_what_a_click_serves() {
     let names = html_rows(&r.body);
     assert_eq!(
         names,
-        ["dirlink_in/", "sub/", "&lt;img src=x onerror=alert(1)&gt;.txt", "a.txt", "b.txt", "link_in", "résumé 2026 ✓.txt"],
+        [
+            "dirlink_in/",
+            "sub/",
+            "&lt;img src=x onerror=alert(1)&gt;.txt",
+            "a.txt",
+            "b.txt",
+            "link_in",
+            "résumé 2026 ✓.txt"
+        ],
         "directories first, natural order; no dotfile, link out of ROOT, dangling link, FIFO, socket or unreachable name"
     );
     let body = String::from_utf8_lossy(&r.body);
     assert!(!body.contains("<img src=x"), "a name never becomes markup");
+    assert_parses_as_html5(&r.body, "the listing");
+    assert_parses_as_html5(&srv.req("GET", "/nope", &[("Accept", "text/html")]).body, "the 404 page");
     // Every link works: exactly the files a click serves.
     for href in body.split("<td class=\"name\"><a href=\"").skip(1).map(|r| r.split('"').next().unwrap()) {
         let status = srv.get(&format!("/{href}")).status;
@@ -117,9 +141,12 @@ fn entries_that_cannot_be_inspected_are_listed_without_size() {
 #[test]
 fn json_and_every_sort_order_with_their_own_validators() {
     let s = Scratch::new("browse-sort");
-    for (name, size, mtime) in
-        [("file10", 5, 1_700_000_300), ("File2", 30, 1_700_000_100), ("file1", 20, 1_700_000_200), ("Z", 1, 1_700_000_400)]
-    {
+    for (name, size, mtime) in [
+        ("file10", 5, 1_700_000_300),
+        ("File2", 30, 1_700_000_100),
+        ("file1", 20, 1_700_000_200),
+        ("Z", 1, 1_700_000_400),
+    ] {
         let p = s.write(name, &vec![b'x'; size]);
         set_mtime(&p, mtime);
     }
@@ -144,10 +171,14 @@ fn json_and_every_sort_order_with_their_own_validators() {
         let same = srv.get(&format!("/{}{}format=json", query, if query.is_empty() { "?" } else { "&" }));
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&same.body).unwrap(), v, "?format=json");
         let html = srv.get(&format!("/{query}"));
-        let names: Vec<String> = html_rows(&html.body).into_iter().map(|n| n.trim_end_matches('/').to_owned()).collect();
+        let names: Vec<String> =
+            html_rows(&html.body).into_iter().map(|n| n.trim_end_matches('/').to_owned()).collect();
         assert_eq!(names, *want, "HTML {query}");
         for r in [&same, &html] {
-            assert!(etags.insert(r.header("etag").unwrap().to_owned()), "every representation has its own ETag");
+            assert!(
+                etags.insert(r.header("etag").unwrap().to_owned()),
+                "every representation has its own ETag"
+            );
             assert_eq!(r.content_length(), Some(r.body.len() as u64));
         }
     }
@@ -255,14 +286,17 @@ fn downloads_keep_their_names_and_change_nothing_else() {
     let dl = srv.get(&format!("{path}?download"));
     assert_eq!(
         dl.header("content-disposition"),
-        Some("attachment; filename=\"r_sum_ 2026 _.bin\"; filename*=UTF-8''r%C3%A9sum%C3%A9%202026%20%E2%9C%93.bin")
+        Some(
+            "attachment; filename=\"r_sum_ 2026 _.bin\"; filename*=UTF-8''r%C3%A9sum%C3%A9%202026%20%E2%9C%93.bin"
+        )
     );
     assert_eq!(dl.body, data);
     for h in ["etag", "last-modified", "content-length", "content-type", "accept-ranges"] {
         assert_eq!(dl.header(h), plain.header(h), "{h}");
     }
     let etag = plain.header("etag").unwrap();
-    let range = srv.req("GET", &format!("{path}?download="), &[("Range", "bytes=1000-1999"), ("If-Range", etag)]);
+    let range =
+        srv.req("GET", &format!("{path}?download="), &[("Range", "bytes=1000-1999"), ("If-Range", etag)]);
     assert_eq!(range.status, 206);
     assert_eq!(range.body, &data[1000..2000]);
     assert!(range.header("content-disposition").is_some());
@@ -289,7 +323,8 @@ fn error_pages_for_browsers_and_text_for_the_rest() {
     set_mode(&s.join("secret/locked.txt"), 0o600);
     let srv = Launch::new(&s.path).unprivileged().start();
     let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-    let cases: [(&str, &str, &[(&str, &str)], u16); 4] = [
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: [Case; 4] = [
         ("GET", "/no/such/thing.txt", &[], 404),
         ("GET", "/secret/locked.txt", &[], 403),
         ("DELETE", "/f.txt", &[], 405),
@@ -303,7 +338,11 @@ fn error_pages_for_browsers_and_text_for_the_rest() {
         assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
         assert_eq!(page.header("vary"), Some("accept"));
         let html = String::from_utf8_lossy(&page.body);
-        assert!(html.contains("<!DOCTYPE html>") && html.contains("href=\"/\"") && html.contains(&status.to_string()));
+        assert!(
+            html.contains("<!DOCTYPE html>")
+                && html.contains("href=\"/\"")
+                && html.contains(&status.to_string())
+        );
         for leak in ["thing.txt", "such", "secret", "locked", "f.txt", "Permission", "denied"] {
             assert!(!html.contains(leak), "{path}: the page mentions {leak}");
         }
@@ -311,12 +350,19 @@ fn error_pages_for_browsers_and_text_for_the_rest() {
         assert_eq!(text.status, status);
         assert_eq!(text.header("content-type"), Some("text/plain; charset=utf-8"));
         let curl = srv.req(method, path, &[extra, &[("Accept", "*/*")]].concat());
-        assert_eq!(curl.header("content-type"), Some("text/plain; charset=utf-8"), "curl's */* is not a preference");
+        assert_eq!(
+            curl.header("content-type"),
+            Some("text/plain; charset=utf-8"),
+            "curl's */* is not a preference"
+        );
         let head = srv.req("HEAD", path, &headers);
         assert!(head.body.is_empty());
     }
     assert_eq!(srv.req("DELETE", "/f.txt", &[("Accept", browser)]).header("allow"), Some("GET, HEAD"));
-    assert_eq!(srv.req("GET", "/f.txt", &[("Range", "bytes=50-60"), ("Accept", browser)]).header("content-range"), Some("bytes */10"));
+    assert_eq!(
+        srv.req("GET", "/f.txt", &[("Range", "bytes=50-60"), ("Accept", browser)]).header("content-range"),
+        Some("bytes */10")
+    );
 }
 
 #[test]
@@ -326,9 +372,14 @@ fn not_found_page_and_spa_fallback() {
     s.write("app/index.html", b"<div id=app></div>");
     s.write("app/main.js", b"console.log(1)");
     let browser = [("Accept", "text/html,*/*;q=0.8")];
-    let srv = Launch::new(&s.path).args(&["--not-found-page", "404.html", "--fallback", "app/index.html"]).start();
+    let srv =
+        Launch::new(&s.path).args(&["--not-found-page", "404.html", "--fallback", "app/index.html"]).start();
     let r = srv.req("GET", "/settings/profile", &browser);
-    assert_eq!((r.status, &r.body[..]), (200, &b"<div id=app></div>"[..]), "a browser navigating gets the app");
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (200, &b"<div id=app></div>"[..]),
+        "a browser navigating gets the app"
+    );
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(r.header("vary").is_some_and(|v| v.contains("accept")));
     let r = srv.req("GET", "/assets/missing.js", &[("Accept", "*/*")]);
@@ -355,7 +406,13 @@ fn not_found_page_and_spa_fallback() {
 #[test]
 fn wget_mirrors_a_tree_through_the_listing() {
     let s = Scratch::new("browse-wget");
-    let files = ["tree/a.txt", "tree/sub/b.bin", "tree/sub/deeper/c with space.txt", "tree/sub/ü.txt", "tree/big.bin"];
+    let files = [
+        "tree/a.txt",
+        "tree/sub/b.bin",
+        "tree/sub/deeper/c with space.txt",
+        "tree/sub/ü.txt",
+        "tree/big.bin",
+    ];
     for (i, f) in files.iter().enumerate() {
         s.write(f, &pattern(if f.ends_with("big.bin") { 3 << 20 } else { 1000 + i * 777 }, i as u64));
     }
@@ -366,7 +423,11 @@ fn wget_mirrors_a_tree_through_the_listing() {
         "wget",
         &["-r", "-np", "-nH", "-q", "-e", "robots=off", "-P", out.path.to_str().unwrap(), &srv.url("/tree/")],
     );
-    assert!(wget.status.success() || wget.status.code() == Some(8), "{}", String::from_utf8_lossy(&wget.stderr));
+    assert!(
+        wget.status.success() || wget.status.code() == Some(8),
+        "{}",
+        String::from_utf8_lossy(&wget.stderr)
+    );
     for f in files {
         assert_eq!(sha256_file(&out.join(f)), sha256_file(&s.join(f)), "{f}");
     }

@@ -7,6 +7,7 @@
 mod common;
 
 mod browse;
+mod browser;
 mod cache;
 mod clients;
 mod cold;
