@@ -293,5 +293,14 @@ mod servable_tests {
             let want = if top { name.clone() } else { [b"dir/".as_slice(), &name].concat() };
             prop_assert_eq!(servable_name(&name, top, hidden), parsed.map(|p| p.as_bytes() == want).unwrap_or(false));
         }
+
+        /// No request path gives a key that starts with `/` or NUL: the
+        /// cache keeps listings and windows under such keys.
+        #[test]
+        fn keys_never_start_with_a_slash_or_nul(uri in "(/|%2[fF]|%00|%01|a|\\.){1,12}") {
+            if let Ok(p) = parse(&uri, true) {
+                prop_assert!(!matches!(p.as_bytes().first(), Some(b'/' | 0)));
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Rendered listings as cache entries.
 //!
 //! A listing of directory `dir` in variant `v` is an [`Entry`] under the
-//! table key `\x01 tag(v) dir` (file keys never start with a control byte),
+//! table key `/ tag(v) dir`: a file's key never starts with `/` (request
+//! paths are relative, empty segments dropped) and a window's starts with NUL,
 //! holding the rendered bytes as a heap copy in the same byte budget as
 //! every file, so hits, ETags, preconditions, HEAD and 304 all go through
 //! the file path.
@@ -45,8 +46,8 @@ pub struct ListingRules {
 
 fn key(dir: &[u8], variant: Variant) -> Vec<u8> {
     let mut key = Vec::with_capacity(dir.len() + 2);
-    key.push(1);
-    key.push(variant.tag());
+    key.push(b'/');
+    key.push(b'a' + variant.tag());
     key.extend_from_slice(dir);
     key
 }
