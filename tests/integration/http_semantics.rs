@@ -273,9 +273,10 @@ fn directories_redirect_and_serve_their_index() {
     let r = srv.get("/dir/");
     assert_eq!((r.status, &r.body[..]), (200, &b"<h1>index</h1>"[..]));
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-    assert_eq!(srv.get("/dir/noindex/").status, 404);
-    assert_eq!(srv.get("/hello.txt/").status, 404);
     let off = Launch::new(&s.path).arg("--listing=false").start();
+    assert_eq!(srv.get("/dir/noindex/").status, 200, "a directory without an index is listed");
+    assert_eq!(off.get("/dir/noindex/").status, 404, "or not");
+    assert_eq!(srv.get("/hello.txt/").status, 404);
     assert_eq!(off.get("/").status, 404, "no index.html at the root, and no listing");
     let r = srv.get("/");
     assert_eq!(r.status, 200, "the root's listing");
