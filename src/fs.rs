@@ -171,21 +171,7 @@ impl Root {
     /// Opens `rel` (a validated relative path, empty for ROOT itself) and
     /// fstats it. Only regular files and directories are returned.
     pub fn open(&self, rel: &[u8]) -> Result<Opened, FsError> {
-        let path: &[u8] = if rel.is_empty() { b"." } else { rel };
-        let fd = if self.follow_outside {
-            rustix::fs::openat(self.fd.as_fd(), path, OPEN_FLAGS, Mode::empty())
-        } else if self.uses_openat2() {
-            rustix::fs::openat2(
-                self.fd.as_fd(),
-                path,
-                OPEN_FLAGS,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-            )
-        } else {
-            self.walk_nofollow(path)
-        }
-        .map_err(FsError::from_errno)?;
+        let fd = self.resolve(rel, OPEN_FLAGS)?;
         let st = rustix::fs::statx(fd.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
             .map_err(FsError::from_errno)?;
         let identity = Identity::from_statx(&st);
@@ -193,6 +179,36 @@ impl Root {
             return Err(FsError::NotFound);
         }
         Ok(Opened { fd, identity })
+    }
+
+    /// The identity of what `rel` leads to, resolved exactly as [`Root::open`]
+    /// resolves it but without opening it (`O_PATH`: a device or FIFO a
+    /// symlink points at is never opened), for listings.
+    pub fn inspect(&self, rel: &[u8]) -> Result<Identity, FsError> {
+        let fd = self.resolve(rel, OFlags::PATH | OFlags::CLOEXEC)?;
+        let st = rustix::fs::statx(fd.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+            .map_err(FsError::from_errno)?;
+        Ok(Identity::from_statx(&st))
+    }
+
+    /// `rel` resolved beneath ROOT (or not, with `follow_outside`) and
+    /// opened with `flags`.
+    fn resolve(&self, rel: &[u8], flags: OFlags) -> Result<OwnedFd, FsError> {
+        let path: &[u8] = if rel.is_empty() { b"." } else { rel };
+        if self.follow_outside {
+            rustix::fs::openat(self.fd.as_fd(), path, flags, Mode::empty())
+        } else if self.uses_openat2() {
+            rustix::fs::openat2(
+                self.fd.as_fd(),
+                path,
+                flags,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            )
+        } else {
+            self.walk_nofollow(path, flags)
+        }
+        .map_err(FsError::from_errno)
     }
 
     /// The identity `rel` has now (following symlinks), for revalidating a
@@ -206,14 +222,14 @@ impl Root {
             .map_err(FsError::from_errno)
     }
 
-    fn walk_nofollow(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+    fn walk_nofollow(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
         let mut components = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).peekable();
         let mut dir: Option<OwnedFd> = None;
         while let Some(component) = components.next() {
             let at = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
             let last = components.peek().is_none();
             let flags = if last {
-                OPEN_FLAGS | OFlags::NOFOLLOW
+                flags | OFlags::NOFOLLOW
             } else {
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
             };
@@ -223,7 +239,7 @@ impl Root {
             }
             dir = Some(next);
         }
-        rustix::fs::openat(self.fd.as_fd(), ".", OPEN_FLAGS, Mode::empty())
+        rustix::fs::openat(self.fd.as_fd(), ".", flags, Mode::empty())
     }
 }
 

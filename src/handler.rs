@@ -107,7 +107,7 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let mut response = match serve(&app, &req, head, quota).await {
         Ok(response) => response,
         Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
-            match not_found_page(&app, &req, head, quota).await {
+            match Box::pin(not_found_page(&app, &req, head, quota)).await {
                 Some(response) => response,
                 None => response::error(&ServeError::NotFound, head, prefers(&req) == Preferred::Html),
             }
@@ -200,11 +200,12 @@ async fn serve(
         (Err(FsError::NotFound), Some(rules)) => {
             match Box::pin(app.cache.load_listing(rel.as_bytes(), variant(req), rules)).await {
                 Ok(entry) => (entry, Role::Asked),
-                Err(FsError::NotFound) => (fallback(app, req).await?, Role::Fallback),
+                Err(FsError::NotFound) => (Box::pin(fallback(app, req)).await?, Role::Fallback),
                 Err(e) => return Err(e.into()),
             }
         }
-        (Err(FsError::NotFound), None) => (fallback(app, req).await?, Role::Fallback),
+        // Boxed: the rare paths must not grow the hit path's future.
+        (Err(FsError::NotFound), None) => (Box::pin(fallback(app, req)).await?, Role::Fallback),
         (Err(e), _) => return Err(e.into()),
     };
     send(app, req, head, quota, entry, role).await
@@ -253,14 +254,14 @@ async fn send(
     mut entry: Arc<Entry>,
     role: Role,
 ) -> Result<Response<crate::body::FileBody>, ServeError> {
-    let key: Box<[u8]> = entry.key.clone();
-    let plan = |entry: &Entry| if role == Role::NotFound { Plan::Full } else { self::plan(app, req, entry) };
-    let mut plan = plan(&entry);
+    let plan_for = |entry: &Entry| if role == Role::NotFound { Plan::Full } else { plan(app, req, entry) };
+    let mut plan = plan_for(&entry);
     let held = match hold(app, &entry, reads(&plan, head), quota).await {
         // Replaced between the lookup and the open: serve the new version.
         Err(HoldError::Stale) => {
+            let key = entry.key.clone();
             entry = Box::pin(app.cache.reload(&key, &entry)).await?;
-            plan = self::plan(app, req, &entry);
+            plan = plan_for(&entry);
             hold(app, &entry, reads(&plan, head), quota).await
         }
         other => other,
@@ -282,7 +283,7 @@ async fn send(
         }
         Role::Asked => {}
         Role::Fallback => response::varies_with_accept(&mut response),
-        Role::NotFound => response::as_not_found(&mut response),
+        Role::NotFound => response::as_not_found(&mut response, app.browse.fallback.is_some()),
     }
     Ok(response)
 }

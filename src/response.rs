@@ -83,8 +83,9 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -
             headers.insert(header::CONTENT_RANGE, unsatisfied_range(entry.len()));
             headers.insert(header::ACCEPT_RANGES, BYTES);
             let status = StatusCode::RANGE_NOT_SATISFIABLE;
+            // The body depends on Accept, whichever it is.
+            headers.insert(header::VARY, ACCEPT);
             if let Some(page) = ctx.html_errors.then(|| crate::pages::error_page(416)).flatten() {
-                headers.insert(header::VARY, ACCEPT);
                 return html(status, headers, page, head);
             }
             return text(status, headers, "416 range not satisfiable\n", head);
@@ -168,14 +169,18 @@ pub fn varies_with_accept(response: &mut Response<FileBody>) {
 }
 
 /// Turns a full response of the not-found page into a 404: without the
-/// validators and range support that belong to the page as a file.
-pub fn as_not_found(response: &mut Response<FileBody>) {
+/// validators and range support that belong to the page as a file. With a
+/// fallback page, the same path gives browsers a 200: `Vary: Accept`.
+pub fn as_not_found(response: &mut Response<FileBody>, varies: bool) {
     *response.status_mut() = StatusCode::NOT_FOUND;
     let headers = response.headers_mut();
     for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES, header::CACHE_CONTROL] {
         headers.remove(name);
     }
     headers.insert(header::CACHE_CONTROL, NO_CACHE);
+    if varies {
+        headers.insert(header::VARY, ACCEPT);
+    }
 }
 
 /// `len` bytes of the entry from `first`, as a body part.

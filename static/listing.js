@@ -1,4 +1,4 @@
-// listing.js: progressive enhancement for mapserve's directory listing (live filter, local times).
+// listing.js: progressive enhancement for mapserve's directory listing (live filter, local times, download links).
 (function () {
   'use strict';
 
@@ -15,6 +15,16 @@
     times[i].textContent = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) +
       ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
     times[i].title = fullFmt ? fullFmt.format(d) : d.toString();
+  }
+
+  // Download links: the page carries the file's own URL with a `download`
+  // attribute (a crawler such as `wget -r` then meets one URL per file); here
+  // they become the `?download` URL, which also names the file when the link
+  // is copied, shared or opened in a new tab.
+  var dls = document.querySelectorAll('#listing td.dl a[download]');
+  for (var m = 0; m < dls.length; m++) {
+    var href = dls[m].getAttribute('href');
+    if (href && href.indexOf('?') < 0) dls[m].setAttribute('href', href + '?download');
   }
 
   var input = document.getElementById('filter');

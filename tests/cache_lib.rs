@@ -416,3 +416,62 @@ fn a_windowed_entry_evicted_to_make_budget_takes_its_windows_with_it() {
         assert_eq!(cache.stats().entries, 1, "only `m`: no window of the evicted file is left");
     });
 }
+
+#[test]
+fn a_listing_is_a_cache_entry_in_the_budget_and_never_stale() {
+    use mapserve::cache::ListingRules;
+    use mapserve::http::query::{Order, SortKey};
+    use mapserve::listing::Variant;
+    let dir = scratch("listing");
+    std::fs::create_dir(dir.join("d")).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(dir.join(format!("d/f{i:05}")), b"x").unwrap();
+    }
+    let rt = runtime();
+    let cache = config(&dir, 64 << 20, 0);
+    let rules = ListingRules { hidden: false, max_entries: 100 };
+    let v = Variant { json: true, sort: SortKey::Name, order: Order::Desc };
+    assert!(cache.lookup_listing(b"d", v).is_none());
+    let before = cache.stats();
+    let started = std::time::Instant::now();
+    let first = rt.block_on(cache.load_listing(b"d", v, rules)).unwrap();
+    let read_time = started.elapsed();
+    let after = cache.stats();
+    assert_eq!(after.bytes - before.bytes, first.len(), "the page is counted in the byte budget");
+    assert_eq!(after.entries, before.entries + 1);
+    let hit = cache.lookup_listing(b"d", v).expect("cached");
+    assert!(Arc::ptr_eq(&hit, &first), "a repeated listing reads nothing");
+    assert_eq!(cache.stats().hits, after.hits + 1);
+    let other = Variant { order: Order::Asc, ..v };
+    assert!(cache.lookup_listing(b"d", other).is_none(), "each variant is its own entry");
+
+    // Joining a read that began before a change must not hide the change:
+    // a read of 20,000 entries is under way when a file is created, and a
+    // request made after that joins it.
+    std::fs::remove_file(dir.join("d/f00000")).unwrap();
+    let mut missed = 0;
+    for round in 0..5 {
+        let name = format!("zz-new-{round}");
+        let (early, late) = rt.block_on(async {
+            let c1 = cache.clone();
+            let early = tokio::spawn(async move { c1.load_listing(b"d", v, rules).await });
+            // Let the first read get well into the directory.
+            while cache.stats().flights == 0 {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(read_time * 6 / 10).await;
+            std::fs::write(dir.join(format!("d/{name}")), b"n").unwrap();
+            let late = cache.load_listing(b"d", v, rules).await;
+            (early.await.unwrap().unwrap(), late.unwrap())
+        });
+        let text = |e: &mapserve::cache::Entry| match &e.content {
+            Content::Heap(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => panic!("a listing is a heap copy"),
+        };
+        assert!(text(&late).contains(&name), "round {round}: the request made after the change sees it");
+        missed += usize::from(!text(&early).contains(&name));
+    }
+    // The race was real: some reads under way when the file appeared had
+    // already passed its place in the directory.
+    eprintln!("reads that missed the new file: {missed} of 5 (read time {read_time:?})");
+}

@@ -1,6 +1,12 @@
 //! Single-flight: concurrent requests for the same missing key share one
 //! load. The first caller runs it; the others wait for its result. If the
 //! first caller is cancelled (its client went away), a waiter takes over.
+//!
+//! A caller that joined a load may have started after the load did, so it
+//! is told that it did not lead: the cache then checks the result is still
+//! current before using it (a change made after the load began and before
+//! the caller arrived must show). A finished load is never handed to a
+//! caller that arrives after it finished: that one starts a new load.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,20 +42,34 @@ impl<T> Flights<T> {
 
 impl<T: Clone> Flights<T> {
     /// Runs `load` for `key`, unless a load for it is already under way, in
-    /// which case its result is shared.
-    pub(super) async fn run<F, Fut>(&self, key: &[u8], load: F) -> T
+    /// which case its result is shared. Also says whether this caller ran
+    /// the load (false: it joined one that may have begun before it came).
+    pub(super) async fn run<F, Fut>(&self, key: &[u8], load: F) -> (T, bool)
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
         let cell = {
             let mut map = self.lock();
-            map.entry(key.into()).or_default().clone()
+            let slot = map.entry(key.into()).or_default();
+            if slot.initialized() {
+                // Finished, and its leader not yet gone: not for newcomers.
+                *slot = Cell::default();
+            }
+            slot.clone()
         };
         // Removes the key when this caller leaves, finished or cancelled,
         // unless other callers still wait for the same load.
         let _leave = Leave { flights: self, key, cell: &cell };
-        cell.get_or_init(load).await.clone()
+        let led = std::sync::atomic::AtomicBool::new(false);
+        let value = cell
+            .get_or_init(|| {
+                led.store(true, std::sync::atomic::Ordering::Relaxed);
+                load()
+            })
+            .await
+            .clone();
+        (value, led.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Cell<T>>> {
@@ -114,7 +134,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         drop(first);
-        assert_eq!(second.await.unwrap(), 5);
+        assert_eq!(second.await.unwrap(), (5, true), "the waiter ran the load");
         assert_eq!(flights.len(), 0);
     }
 
@@ -146,11 +166,28 @@ mod tests {
                 })
             })
             .collect();
+        let mut leaders = 0;
         for t in tasks {
-            assert_eq!(t.await.unwrap(), 7);
+            let (value, led) = t.await.unwrap();
+            assert_eq!(value, 7);
+            leaders += usize::from(led);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(leaders, 1, "the others are told they joined");
         // Later calls start a new flight.
-        assert_eq!(flights.run(b"k", || async { 8 }).await, 8);
+        assert_eq!(flights.run(b"k", || async { 8 }).await, (8, true));
+    }
+
+    #[tokio::test]
+    async fn a_finished_load_is_not_handed_to_a_newcomer() {
+        let flights = Flights::<u32>::default();
+        // The leader's result is in, but the leader has not left yet.
+        let cell = {
+            let mut map = flights.lock();
+            map.entry((*b"k").into()).or_default().clone()
+        };
+        cell.set(1).unwrap();
+        assert_eq!(flights.run(b"k", || async { 2 }).await, (2, true));
+        drop(cell);
     }
 }

@@ -20,11 +20,19 @@
 //!   the sizes of files written in place are facts no watch above covers.
 //!
 //! A directory that holds a name `index.html` is rendered but not cached.
+//!
+//! Memory: entries are kept in a bounded selection while the directory is
+//! read (`listing::sort::Top`: at most twice `--listing-max-entries` items),
+//! so a first request takes memory in proportion to the cap, not to the
+//! directory; at most [`LISTING_READS`] directories are read at once.
+//! Joining another request's read checks the result is current (see
+//! `FileCache::current_load`).
 
 use super::budget::HeapOwner;
 use super::entry::Entry;
 use super::{Cached, FileCache, Shared, watch};
 use crate::fs::{FsError, Kind};
+use crate::listing::sort::Top;
 use crate::listing::{Variant, read, render};
 use bytes::Bytes;
 use http::HeaderValue;
@@ -33,6 +41,11 @@ use std::time::{Duration, Instant};
 
 /// Longest a rendered listing is reused without being read again.
 pub const LISTING_TTL: Duration = Duration::from_secs(2);
+
+/// Most directory reads for listings at once; more wait their turn, so a
+/// client asking for every variant of a huge directory at once occupies at
+/// most this many blocking threads.
+pub const LISTING_READS: usize = 2;
 
 /// What a listing shows besides the directory: the hidden-file rule and
 /// the entry cap.
@@ -69,17 +82,19 @@ impl FileCache {
     ) -> Result<Arc<Entry>, FsError> {
         let key = key(dir, variant);
         self.shared.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.shared
-            .files
-            .run(&key, || async {
-                let shared = self.shared.clone();
-                let dir: Box<[u8]> = dir.into();
-                let task = tokio::task::spawn_blocking(move || {
-                    super::budget::with_inline_unmap(|| shared.load_listing(&dir, variant, rules))
-                });
-                task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
-            })
-            .await
+        self.current_load(&key, || async {
+            // Directory reads are long and bounded in number: others wait.
+            let Ok(_permit) = self.shared.listing_reads.acquire().await else {
+                return Err(FsError::Unavailable(rustix::io::Errno::AGAIN));
+            };
+            let shared = self.shared.clone();
+            let dir: Box<[u8]> = dir.into();
+            let task = tokio::task::spawn_blocking(move || {
+                super::budget::with_inline_unmap(|| shared.load_listing(&dir, variant, rules))
+            });
+            task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
+        })
+        .await
     }
 }
 
@@ -100,8 +115,12 @@ impl Shared {
             }
             _ => None,
         };
-        let read = read::read(&root, dir, &opened.fd, &opened.identity, rules.hidden)?;
-        let body = render::render(dir, read.items, variant, rules.max_entries);
+        let mut top = Top::new(rules.max_entries, variant.sort, variant.order);
+        let read = read::read(&root, dir, &opened.fd, &opened.identity, rules.hidden, &mut top)?;
+        let (items, more) = top.finish();
+        let totals = render::Totals { dirs: read.dirs, files: read.files, bytes: read.bytes };
+        let body = render::render(dir, &items, more, &totals, variant);
+        drop(items);
         let content_type = HeaderValue::from_static(if variant.json {
             "application/json"
         } else {

@@ -31,7 +31,7 @@ mod window;
 
 pub use entry::{Content, Entry, Window};
 pub use hold::{Held, HoldError, Reads};
-pub use listing::{LISTING_TTL, ListingRules};
+pub use listing::{LISTING_READS, LISTING_TTL, ListingRules};
 
 use crate::fs::{FsError, Root};
 use budget::Budget;
@@ -97,6 +97,8 @@ struct Shared {
     budget: Arc<Budget>,
     open_files: Arc<files::FilePool>,
     files: Flights<Result<Arc<Entry>, FsError>>,
+    /// Directory reads for listings running at once (see `listing`).
+    listing_reads: tokio::sync::Semaphore,
     windows: Flights<Result<Option<Arc<Window>>, FsError>>,
     small_file_max: u64,
     window_size: u64,
@@ -185,6 +187,7 @@ impl FileCache {
             budget: Budget::new(config.max_bytes, config.max_entries as u64),
             open_files: files::FilePool::new(config.max_open_files),
             files: Flights::default(),
+            listing_reads: tokio::sync::Semaphore::new(listing::LISTING_READS),
             windows: Flights::default(),
             small_file_max: config.small_file_max,
             window_size: config.window_size.max(crate::limits::page_size()),
@@ -238,17 +241,32 @@ impl FileCache {
     /// Loads `key` (sharing the load with concurrent callers) and caches it.
     pub async fn load(&self, key: &[u8]) -> Result<Arc<Entry>, FsError> {
         self.shared.misses.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .files
-            .run(key, || async {
-                let shared = self.shared.clone();
-                let owned: Box<[u8]> = key.into();
-                shared.loads.fetch_add(1, Ordering::Relaxed);
-                let task =
-                    tokio::task::spawn_blocking(move || budget::with_inline_unmap(|| shared.load(&owned)));
-                task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
-            })
-            .await
+        self.current_load(key, || async {
+            let shared = self.shared.clone();
+            let owned: Box<[u8]> = key.into();
+            shared.loads.fetch_add(1, Ordering::Relaxed);
+            let task = tokio::task::spawn_blocking(move || budget::with_inline_unmap(|| shared.load(&owned)));
+            task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
+        })
+        .await
+    }
+
+    /// Single-flight `load` of `key` whose result reflects every change made
+    /// before this call: a joined load may have begun earlier, so its result
+    /// is used only if it is still current; otherwise (or for a failure,
+    /// which cannot be revalidated) the load is run again. That second load
+    /// began after the first ended, so after this call began: it is final.
+    async fn current_load<F, Fut>(&self, key: &[u8], load: F) -> Result<Arc<Entry>, FsError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Entry>, FsError>>,
+    {
+        let (result, led) = self.shared.files.run(key, &load).await;
+        match &result {
+            _ if led => result,
+            Ok(entry) if self.shared.is_fresh(entry) => result,
+            _ => self.shared.files.run(key, &load).await.0,
+        }
     }
 
     /// Window `index` of a windowed entry, if it is cached (no I/O).
@@ -281,6 +299,8 @@ impl FileCache {
                 task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
             })
             .await
+            // A window is of one version of the file: any load of it will do.
+            .0
     }
 
     /// Whether bodies fault cold pages in before sending them.

@@ -5,24 +5,34 @@
 //!   a name no URL could reach (a backslash, `C:` at the top) is left out,
 //!   and so are dotfiles unless hidden files are served.
 //! * One `statx` per entry, relative to the directory's descriptor, without
-//!   following symlinks. A symlink is opened through `fs::Root` exactly as a
-//!   request would open it, so it is listed only when it resolves beneath
-//!   ROOT (or anywhere with `--follow-symlinks-outside-root`) to a file or a
-//!   directory, with its target's size and time.
+//!   following symlinks. A symlink is resolved by `fs::Root` exactly as a
+//!   request would resolve it (with `O_PATH`: its target is never opened),
+//!   so it is listed only when it leads beneath ROOT (or anywhere with
+//!   `--follow-symlinks-outside-root`) to a file or a directory, with its
+//!   target's size and time. When mapserve is not root, one `faccessat` per
+//!   entry asks whether it may read it.
 //! * FIFOs, sockets and devices are left out. An entry that cannot be
-//!   inspected (no search permission on the directory, a symlink to an
-//!   unreadable file) is listed without size or time, typed by `readdir`.
+//!   inspected or that mapserve may not read (a click would get 403: a file
+//!   of another user's with mode 0600, a symlink to one) is listed by name
+//!   only, without size or time, so a listing shows no more than serving
+//!   would.
 
+use super::sort::Top;
 use super::{Item, Kind, sort_key};
 use crate::fs::{FsError, Identity, Root};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, StatxFlags};
 
-/// What reading a directory found.
-#[derive(Debug)]
+/// What reading a directory found (the entries themselves went to a
+/// [`Top`]).
+#[derive(Debug, Default)]
 pub struct Read {
-    /// The entries to list, unsorted.
-    pub items: Vec<Item>,
+    /// Directories listed.
+    pub dirs: usize,
+    /// Files listed.
+    pub files: usize,
+    /// Their bytes, where known.
+    pub bytes: u64,
     /// The newest status change among the directory and its entries, in
     /// seconds (the listing's Last-Modified).
     pub newest_change: i64,
@@ -32,18 +42,22 @@ pub struct Read {
     pub has_index: bool,
 }
 
-/// Reads the directory `dir` (opened beneath ROOT at `key`, with `identity`).
+/// Reads the directory `dir` (opened beneath ROOT at `key`, with
+/// `identity`), offering every entry to list to `top`.
 pub fn read(
     root: &Root,
     key: &[u8],
     dir: &OwnedFd,
     identity: &Identity,
     hidden: bool,
+    top: &mut Top,
 ) -> Result<Read, FsError> {
     let stream = Dir::read_from(dir).map_err(FsError::from_errno)?;
     let secs = |ns: i128| i64::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0);
-    let mut read = Read { items: Vec::new(), newest_change: secs(identity.ctime_ns), has_index: false };
+    let mut read = Read { newest_change: secs(identity.ctime_ns), ..Read::default() };
     let mut path = key.to_vec();
+    // Root reads everything; anyone else asks the kernel (ACLs included).
+    let check_access = !rustix::process::geteuid().is_root();
     for entry in stream {
         let entry = entry.map_err(FsError::from_errno)?;
         let name = entry.file_name().to_bytes();
@@ -62,8 +76,8 @@ pub fn read(
                         path.push(b'/');
                     }
                     path.extend_from_slice(name);
-                    match root.open(&path) {
-                        Ok(opened) => Found::Known(opened.identity),
+                    match root.inspect(&path) {
+                        Ok(id) => Found::Known(id),
                         Err(FsError::NotFound) => continue,
                         Err(_) => Found::Unknown(Kind::File),
                     }
@@ -79,6 +93,14 @@ pub fn read(
                     _ => continue,
                 },
             };
+        let found = match found {
+            Found::Known(id) if check_access && !readable(dir, name, id.kind) => match id.kind {
+                crate::fs::Kind::File => Found::Unknown(Kind::File),
+                crate::fs::Kind::Dir => Found::Unknown(Kind::Dir),
+                crate::fs::Kind::Other => continue,
+            },
+            other => other,
+        };
         let item = match found {
             Found::Known(id) => {
                 let kind = match id.kind {
@@ -100,9 +122,23 @@ pub fn read(
                 Item { name: name.into(), sort_key: sort_key(name), kind, size: None, mtime: None }
             }
         };
-        read.items.push(item);
+        if item.kind == Kind::Dir {
+            read.dirs += 1;
+        } else {
+            read.files += 1;
+        }
+        read.bytes = read.bytes.saturating_add(item.size.unwrap_or(0));
+        top.push(item);
     }
     Ok(read)
+}
+
+/// Whether mapserve may serve the entry `name` (following a symlink): read
+/// a file; read and search a directory.
+fn readable(dir: &OwnedFd, name: &[u8], kind: crate::fs::Kind) -> bool {
+    use rustix::fs::Access;
+    let mode = if kind == crate::fs::Kind::Dir { Access::READ_OK | Access::EXEC_OK } else { Access::READ_OK };
+    rustix::fs::accessat(dir.as_fd(), name, mode, AtFlags::EACCESS).is_ok()
 }
 
 enum Found {

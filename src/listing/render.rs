@@ -12,28 +12,34 @@ use crate::http::query::{Order, SortKey};
 use crate::pages;
 use std::fmt::Write;
 
-/// Renders `items` (in any order) for the directory `key` (relative to
-/// ROOT, empty for ROOT), showing at most `max` entries.
-pub fn render(key: &[u8], mut items: Vec<Item>, variant: Variant, max: usize) -> Vec<u8> {
-    super::sort::sort(&mut items, variant.sort, variant.order);
-    let totals = Totals::of(&items);
-    let more = items.len().saturating_sub(max);
-    items.truncate(max);
-    if variant.json { json(key, &items, more) } else { html(key, &items, more, variant, &totals) }
+/// Renders the listing of the directory `key` (relative to ROOT, empty for
+/// ROOT): `items` in listing order, `more` left out, and the totals of the
+/// whole directory.
+pub fn render(key: &[u8], items: &[Item], more: usize, totals: &Totals, variant: Variant) -> Vec<u8> {
+    if variant.json { json(key, items, more) } else { html(key, items, more, variant, totals) }
 }
 
-struct Totals {
-    dirs: usize,
-    files: usize,
-    bytes: u64,
+/// What the whole directory holds (the summary line).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Directories.
+    pub dirs: usize,
+    /// Files.
+    pub files: usize,
+    /// Bytes of the files, where known.
+    pub bytes: u64,
 }
 
-impl Totals {
-    fn of(items: &[Item]) -> Totals {
-        let dirs = items.iter().filter(|i| i.kind == Kind::Dir).count();
-        let bytes = items.iter().filter_map(|i| i.size).fold(0u64, u64::saturating_add);
-        Totals { dirs, files: items.len() - dirs, bytes }
-    }
+/// Sorts `items`, keeps the first `max` and renders them (tests, and
+/// callers that have every item at hand).
+pub fn render_all(key: &[u8], items: Vec<Item>, variant: Variant, max: usize) -> Vec<u8> {
+    let dirs = items.iter().filter(|i| i.kind == Kind::Dir).count();
+    let bytes = items.iter().filter_map(|i| i.size).fold(0u64, u64::saturating_add);
+    let totals = Totals { dirs, files: items.len() - dirs, bytes };
+    let mut top = super::sort::Top::new(max, variant.sort, variant.order);
+    items.into_iter().for_each(|i| top.push(i));
+    let (items, more) = top.finish();
+    render(key, &items, more, &totals, variant)
 }
 
 /// `/a/b/` for key `a/b`, percent-encoded per segment.
@@ -196,8 +202,8 @@ fn row(out: &mut String, item: &Item) {
     } else {
         // The same URL as the name link, with HTML's `download` attribute:
         // a browser saves it under its name, and a crawler (`wget -r`) sees
-        // one URL per file, so a mirror fetches each file once. `?download`
-        // is for links shared outside the listing.
+        // one URL per file, so a mirror fetches each file once. The page's
+        // script turns it into the `?download` URL for people.
         let mut escaped_name = String::with_capacity(name.len());
         push_escaped(&mut escaped_name, &name);
         let _ = writeln!(

@@ -15,16 +15,64 @@ use std::cmp::Ordering;
 
 /// Sorts `items` in place.
 pub fn sort(items: &mut [Item], key: SortKey, order: Order) {
-    items.sort_by(|a, b| {
-        let dirs_first = (a.kind != Kind::Dir).cmp(&(b.kind != Kind::Dir));
-        let by = match key {
-            SortKey::Name => Ordering::Equal,
-            SortKey::Size => a.size.cmp(&b.size),
-            SortKey::Modified => a.mtime.cmp(&b.mtime),
-        };
-        let by = by.then_with(|| natural(&a.sort_key, &b.sort_key)).then_with(|| a.name.cmp(&b.name));
-        dirs_first.then(if order == Order::Desc { by.reverse() } else { by })
-    });
+    items.sort_by(|a, b| compare(a, b, key, order));
+}
+
+/// The listing order of two items.
+pub fn compare(a: &Item, b: &Item, key: SortKey, order: Order) -> Ordering {
+    let dirs_first = (a.kind != Kind::Dir).cmp(&(b.kind != Kind::Dir));
+    let by = match key {
+        SortKey::Name => Ordering::Equal,
+        SortKey::Size => a.size.cmp(&b.size),
+        SortKey::Modified => a.mtime.cmp(&b.mtime),
+    };
+    let by = by.then_with(|| natural(&a.sort_key, &b.sort_key)).then_with(|| a.name.cmp(&b.name));
+    dirs_first.then(if order == Order::Desc { by.reverse() } else { by })
+}
+
+/// The first `max` items of a directory in listing order, kept while it is
+/// read: at most `2 * max` items are held at any time, however large the
+/// directory, and the rest are only counted.
+#[derive(Debug)]
+pub struct Top {
+    items: Vec<Item>,
+    max: usize,
+    key: SortKey,
+    order: Order,
+    seen: usize,
+}
+
+impl Top {
+    /// An empty selection of the first `max` (at least 1) in this order.
+    pub fn new(max: usize, key: SortKey, order: Order) -> Top {
+        let max = max.max(1);
+        Top { items: Vec::with_capacity(max.min(4096)), max, key, order, seen: 0 }
+    }
+
+    /// Offers one item.
+    pub fn push(&mut self, item: Item) {
+        self.seen += 1;
+        self.items.push(item);
+        if self.items.len() >= 2 * self.max {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        let (key, order) = (self.key, self.order);
+        if self.items.len() > self.max {
+            self.items.select_nth_unstable_by(self.max, |a, b| compare(a, b, key, order));
+            self.items.truncate(self.max);
+        }
+    }
+
+    /// The kept items, sorted, and how many were left out.
+    pub fn finish(mut self) -> (Vec<Item>, usize) {
+        self.trim();
+        sort(&mut self.items, self.key, self.order);
+        let more = self.seen - self.items.len();
+        (self.items, more)
+    }
 }
 
 /// The lowercased name that [`natural`] compares.
@@ -113,6 +161,35 @@ mod tests {
     }
 
     proptest! {
+        /// The bounded selection gives exactly the head of the full sort.
+        #[test]
+        fn top_is_the_head_of_the_full_sort(
+            sizes in proptest::collection::vec((0u64..50, any::<bool>()), 0..300),
+            max in 1usize..40,
+            by_size: bool,
+            desc: bool,
+        ) {
+            let key = if by_size { SortKey::Size } else { SortKey::Name };
+            let order = if desc { Order::Desc } else { Order::Asc };
+            let items: Vec<Item> = sizes
+                .iter()
+                .enumerate()
+                // Names are unique in a directory.
+                .map(|(i, &(s, dir))| item(&format!("n{i}"), if dir { Kind::Dir } else { Kind::File }, Some(s), None))
+                .collect();
+            let mut all = items.clone();
+            sort(&mut all, key, order);
+            let mut top = Top::new(max, key, order);
+            for i in items {
+                top.push(i);
+            }
+            let (kept, more) = top.finish();
+            prop_assert_eq!(kept.len(), all.len().min(max));
+            prop_assert_eq!(more, all.len() - kept.len());
+            let names = |v: &[Item]| v.iter().map(|i| (i.name.clone(), i.size, i.kind)).collect::<Vec<_>>();
+            prop_assert_eq!(names(&kept), names(&all[..kept.len()]));
+        }
+
         #[test]
         fn natural_is_a_total_order(a in "[a-c0-2]{0,6}", b in "[a-c0-2]{0,6}", c in "[a-c0-2]{0,6}") {
             prop_assert_eq!(natural(&a, &b), natural(&b, &a).reverse());

@@ -115,6 +115,11 @@ fn chromium_renders_sorts_filters_and_downloads() {
     assert_eq!(x["alert_opened"], false);
     assert_eq!(x["img_in_table"], 0);
     assert_eq!(x["xss_row_text"], xss, "the name shows as text");
+    assert!(
+        v["download"]["href"].as_str().unwrap().ends_with(".txt?download"),
+        "the script turns download links into ?download URLs: {}",
+        v["download"]["href"]
+    );
     let want = sha256_file(&cv);
     for step in ["download", "download_query"] {
         let d = &v[step];

@@ -8,7 +8,7 @@ fn item(name: &[u8], kind: Kind, size: Option<u64>) -> Item {
 }
 
 fn page(key: &[u8], items: Vec<Item>, v: Variant, max: usize) -> String {
-    String::from_utf8(render(key, items, v, max)).unwrap()
+    String::from_utf8(render_all(key, items, v, max)).unwrap()
 }
 
 const HTML: Variant = Variant { json: false, sort: SortKey::Name, order: Order::Asc };
@@ -66,7 +66,7 @@ fn the_cap_shows_how_many_more() {
     assert!(html.contains("15 more entries not shown"));
     assert!(html.contains("f9<") && !html.contains("f10<"), "natural order before the cap");
     let v = Variant { json: true, ..HTML };
-    let json: serde_json::Value = serde_json::from_slice(&render(b"", items, v, 10)).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&render_all(b"", items, v, 10)).unwrap();
     assert_eq!(json["entries"].as_array().unwrap().len(), 10);
     assert_eq!(json["more"], 15);
 }
@@ -79,7 +79,7 @@ fn json_shape() {
         item("grand é".as_bytes(), Kind::File, Some(9)),
         item(b"sub", Kind::Dir, None),
     ];
-    let json: serde_json::Value = serde_json::from_slice(&render(b"d", items, v, 100)).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&render_all(b"d", items, v, 100)).unwrap();
     assert_eq!(json["path"], "/d/");
     assert!(json.get("more").is_none());
     let e = &json["entries"];
