@@ -6,8 +6,9 @@
 //! 4. **Cache**: the entry in its current state (`cache`); a directory asked
 //!    for without its slash is redirected.
 //! 5. **Browse**: `/dir/` without an index gets its listing (cached like a
-//!    file, looked up first); a missing path gets the `--fallback` page when
-//!    the client prefers HTML.
+//!    file; looked up right after the index, so a cached index costs nothing
+//!    more); a missing path gets the `--fallback` page when the client
+//!    prefers HTML.
 //! 6. **Preconditions**: RFC 9110 §13.2.2 (`http::conditional`).
 //! 7. **Range**: for GET, when `If-Range` allows (`http::range`); never for
 //!    a listing.
@@ -175,14 +176,15 @@ async fn serve(
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
     let listing = app.browse.listing.filter(|_| rel.has_trailing_slash());
-    if listing.is_some() {
+    let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
+    let cached = app.cache.lookup(key.as_bytes());
+    if cached.is_none() && listing.is_some() {
         // A cached listing is current only while no index.html appeared.
         if let Some(entry) = app.cache.lookup_listing(rel.as_bytes(), variant(req)) {
             return send(app, req, head, quota, entry, Role::Asked).await;
         }
     }
-    let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
-    let found = match app.cache.lookup(key.as_bytes()) {
+    let found = match cached {
         Some(entry) => Ok(entry),
         // Boxed so that the handler's future stays small on the hit path.
         None => Box::pin(app.cache.load(key.as_bytes())).await,
