@@ -40,7 +40,8 @@
   for (var j = 0; j < all.length; j++) {
     if (all[j].classList.contains('parent')) continue;
     rows.push(all[j]);
-    names.push(norm(all[j].getAttribute('data-name') || ''));
+    var span = all[j].querySelector('td.name span');
+    names.push(norm(span ? span.textContent : ''));
     shown.push(!all[j].hidden);
   }
 
@@ -80,6 +81,15 @@
     e.preventDefault();
     input.focus();
     input.select();
+  });
+
+  // A name cut short by the column shows in full as a tooltip (set on first
+  // hover, so loading a long listing reads no layout).
+  table.addEventListener('mouseover', function (e) {
+    var a = e.target.closest ? e.target.closest('td.name a') : null;
+    if (!a || a.title) return;
+    var s = a.querySelector('span');
+    if (s && s.scrollWidth > s.clientWidth) a.title = s.textContent;
   });
 
   input.hidden = false;

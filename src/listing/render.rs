@@ -161,13 +161,11 @@ fn row(out: &mut String, item: &Item) {
     if dir {
         href.push('/');
     }
-    out.push_str(if dir { "<tr class=\"dir\" data-name=\"" } else { "<tr class=\"file\" data-name=\"" });
-    push_escaped(out, &item.sort_key);
-    let _ = write!(out, "\"><td class=\"name\"><a href=\"{href}\" title=\"",);
-    push_escaped(out, &name);
+    // The name appears as few times as it can: rows are most of the page.
+    out.push_str(if dir { "<tr class=\"dir\">" } else { "<tr class=\"file\">" });
     let _ = write!(
         out,
-        "\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#{}\"/></svg><span>",
+        "<td class=\"name\"><a href=\"{href}\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#{}\"/></svg><span>",
         icon(&item.name, item.kind)
     );
     push_escaped(out, &name);
@@ -177,14 +175,10 @@ fn row(out: &mut String, item: &Item) {
     out.push_str("</span></a></td>");
     match item.size {
         Some(size) => {
-            let _ = write!(
-                out,
-                "<td class=\"size\" data-bytes=\"{size}\" title=\"{} bytes\">{}</td>",
-                grouped(size),
-                human_size(size)
-            );
+            let _ =
+                write!(out, "<td class=\"size\" title=\"{} bytes\">{}</td>", grouped(size), human_size(size));
         }
-        None => out.push_str("<td class=\"size\" data-bytes=\"\"></td>"),
+        None => out.push_str("<td class=\"size\"></td>"),
     }
     match item.mtime {
         Some(t) => {
@@ -208,7 +202,7 @@ fn row(out: &mut String, item: &Item) {
         push_escaped(&mut escaped_name, &name);
         let _ = writeln!(
             out,
-            "<td class=\"dl\"><a href=\"{href}\" download=\"{escaped_name}\" title=\"Download {escaped_name}\" \
+            "<td class=\"dl\"><a href=\"{href}\" download=\"{escaped_name}\" title=\"Download\" \
              aria-label=\"Download {escaped_name}\"><svg class=\"icon\" aria-hidden=\"true\"><use href=\"#i-download\"/>\
              </svg></a></td></tr>"
         );
