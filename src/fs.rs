@@ -170,11 +170,24 @@ impl Root {
 
     /// Opens `rel` (a validated relative path, empty for ROOT itself) and
     /// fstats it. Only regular files and directories are returned.
+    ///
+    /// The path is resolved with `O_PATH` first, so a FIFO, socket or device
+    /// is refused before anything opens it (opening a device can act: a
+    /// watchdog arms, a tape rewinds); the file is then opened through
+    /// `/proc/self/fd`, which reaches exactly the inode resolved.
     pub fn open(&self, rel: &[u8]) -> Result<Opened, FsError> {
-        let fd = self.resolve(rel, OPEN_FLAGS)?;
-        let st = rustix::fs::statx(fd.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
-            .map_err(FsError::from_errno)?;
-        let identity = Identity::from_statx(&st);
+        let resolved = self.resolve(rel, OFlags::PATH | OFlags::CLOEXEC)?;
+        if Identity::from_statx(&statx_fd(&resolved)?).kind == Kind::Other {
+            return Err(FsError::NotFound);
+        }
+        let through = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&resolved));
+        let fd = match rustix::fs::open(through.as_str(), OPEN_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            // No /proc: open by the path (a node swapped in since is refused below).
+            Err(Errno::NOENT) => self.resolve(rel, OPEN_FLAGS)?,
+            Err(e) => return Err(FsError::from_errno(e)),
+        };
+        let identity = Identity::from_statx(&statx_fd(&fd)?);
         if identity.kind == Kind::Other {
             return Err(FsError::NotFound);
         }
@@ -186,9 +199,7 @@ impl Root {
     /// symlink points at is never opened), for listings.
     pub fn inspect(&self, rel: &[u8]) -> Result<Identity, FsError> {
         let fd = self.resolve(rel, OFlags::PATH | OFlags::CLOEXEC)?;
-        let st = rustix::fs::statx(fd.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
-            .map_err(FsError::from_errno)?;
-        Ok(Identity::from_statx(&st))
+        Ok(Identity::from_statx(&statx_fd(&fd)?))
     }
 
     /// `rel` resolved beneath ROOT (or not, with `follow_outside`) and
@@ -241,6 +252,11 @@ impl Root {
         }
         rustix::fs::openat(self.fd.as_fd(), ".", flags, Mode::empty())
     }
+}
+
+fn statx_fd(fd: &OwnedFd) -> Result<Statx, FsError> {
+    rustix::fs::statx(fd.as_fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+        .map_err(FsError::from_errno)
 }
 
 #[cfg(test)]

@@ -192,3 +192,27 @@ fn swapping_a_symlink_during_requests_never_leaks() {
     swapper.join().unwrap();
     assert!(good > 0, "the good target was served sometimes");
 }
+
+/// A request for a FIFO (or a device) gets 404 without the node ever being
+/// opened: opening a device can act (a watchdog arms, a tape rewinds). An
+/// inotify watch on the node reports any open.
+#[test]
+fn special_files_are_refused_without_being_opened() {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let s = Scratch::new("special");
+    s.write("a.txt", b"a");
+    let fifo = s.join("fifo");
+    assert!(run("mkfifo", &[fifo.to_str().unwrap()]).status.success());
+    symlink("fifo", s.join("to_fifo")).unwrap();
+    let srv = Launch::new(&s.path).arg("--follow-symlinks-outside-root").start();
+    let watch = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
+    inotify::add_watch(&watch, &fifo, WatchFlags::OPEN).unwrap();
+    for path in ["/fifo", "/to_fifo", "/"] {
+        let r = srv.get(path);
+        assert_eq!(r.status, if path == "/" { 200 } else { 404 }, "{path}");
+    }
+    assert_eq!(srv.get("/a.txt").body, b"a");
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+    let mut events = inotify::Reader::new(&watch, &mut buf);
+    assert!(events.next().is_err(), "the FIFO was opened");
+}
