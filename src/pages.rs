@@ -18,6 +18,18 @@ pub const SCRIPT: &str = include_str!("../static/listing.js");
 /// The icon sprite both pages inline.
 pub const ICONS: &str = include_str!("../static/icons.svg");
 
+/// `Content-Security-Policy` of a listing page: nothing may load, and the
+/// only script that may run is the page's own (by its hash), so even a name
+/// that escaped escaping could not run code. Styles stay inline (the
+/// stylesheet, and the sprite's `style` attribute). A unit test checks the
+/// hash against `static/listing.js` as the template wraps it.
+pub const LISTING_CSP: &str = "default-src 'none'; script-src 'sha256-OhvT/ioplDyzytEMQPQhpiG32WxayuvTsLXRi85xDjo='; \
+                               style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+
+/// `Content-Security-Policy` of an error page: no script at all.
+pub const ERROR_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+
 /// `template` with every `{{name}}` replaced by the value paired with
 /// `name` (values are HTML already); an unknown name becomes empty.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
@@ -111,6 +123,40 @@ mod tests {
         }
         assert!(!SCRIPT.contains("</script"), "the script is inlined");
         assert!(!STYLE.contains("</style"), "the stylesheet is inlined");
+    }
+
+    /// The hash in the policy is that of the script as the page carries it
+    /// (`sha256sum`, then base64): edit `listing.js` and this says so.
+    #[test]
+    fn the_policy_allows_exactly_the_page_script() {
+        use std::io::Write;
+        assert!(LISTING.contains("<script>\n{{script}}\n</script>"), "the template wraps the script so");
+        let mut child = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("\n{SCRIPT}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let hex = String::from_utf8(out.stdout).unwrap();
+        let bytes: Vec<u8> =
+            (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut b64 = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    b64.push(char::from(B64[(n >> (18 - 6 * i) & 63) as usize]));
+                } else {
+                    b64.push('=');
+                }
+            }
+        }
+        assert!(
+            LISTING_CSP.contains(&format!("'sha256-{b64}'")),
+            "listing.js changed: the hash is now sha256-{b64}"
+        );
     }
 
     #[test]

@@ -65,6 +65,8 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const ACCEPT: HeaderValue = HeaderValue::from_static("accept");
+const LISTING_CSP: HeaderValue = HeaderValue::from_static(crate::pages::LISTING_CSP);
+const ERROR_CSP: HeaderValue = HeaderValue::from_static(crate::pages::ERROR_CSP);
 
 /// Builds the response for `entry` according to `plan`.
 pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -> Response<FileBody> {
@@ -127,6 +129,8 @@ fn full(entry: &Entry, policy: &Policy) -> HeaderMap {
             headers.insert(header::CONTENT_TYPE, entry.headers.content_type.clone());
             if !entry.headers.listing {
                 headers.insert(header::ACCEPT_RANGES, BYTES);
+            } else if entry.headers.content_type == HTML {
+                headers.insert(header::CONTENT_SECURITY_POLICY, LISTING_CSP);
             }
             headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
             headers.insert(header::CONTENT_LENGTH, entry.headers.content_length.clone());
@@ -282,6 +286,7 @@ pub fn error(e: &ServeError, head: bool, html: bool) -> Response<FileBody> {
 
 fn html(status: StatusCode, mut headers: HeaderMap, page: Bytes, head: bool) -> Response<FileBody> {
     headers.insert(header::CONTENT_TYPE, HTML);
+    headers.insert(header::CONTENT_SECURITY_POLICY, ERROR_CSP);
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
     let body = if head { FileBody::empty() } else { FileBody::from_bytes(page) };

@@ -74,6 +74,8 @@ fn the_listing_shows_exactly_what_a_click_serves() {
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert_eq!(r.header("vary"), Some("accept"));
     assert_eq!(r.header("cache-control"), Some("no-cache"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
     let names = html_rows(&r.body);
     assert_eq!(
         names,
@@ -349,6 +351,7 @@ fn error_pages_for_browsers_and_text_for_the_rest() {
         assert_eq!(page.status, status, "{path}");
         assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
         assert_eq!(page.header("vary"), Some("accept"));
+        assert!(page.header("content-security-policy").is_some_and(|c| !c.contains("script-src")), "{path}");
         let html = String::from_utf8_lossy(&page.body);
         assert!(
             html.contains("<!DOCTYPE html>")

@@ -64,6 +64,10 @@ fn chromium_renders_sorts_filters_and_downloads() {
     let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
     assert_eq!(v["failed_steps"], serde_json::json!([]), "{stderr}");
+    // The page's own script runs under its Content-Security-Policy (the
+    // filter below works), and nothing was refused.
+    let console = v["console_errors"].to_string();
+    assert!(!console.contains("Content Security Policy"), "{console}");
     let rows = |x: &serde_json::Value| -> Vec<String> {
         x.as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()
     };
