@@ -242,10 +242,7 @@ impl Entry {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
         let last_modified_secs = identity.mtime_secs().filter(|&s| s > 1);
-        let last_modified = last_modified_secs.and_then(|s| {
-            let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s))?;
-            HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok()
-        });
+        let last_modified = last_modified_secs.and_then(http_date);
         let headers = Headers {
             content_type: crate::http::mime::content_type(name),
             etag: etag(&identity),
@@ -289,10 +286,7 @@ impl Entry {
         h.content_type = content_type;
         h.content_length = HeaderValue::from(body.len());
         h.last_modified_secs = u64::try_from(changed).ok().filter(|&s| s > 1);
-        h.last_modified = h.last_modified_secs.and_then(|s| {
-            let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s))?;
-            HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok()
-        });
+        h.last_modified = h.last_modified_secs.and_then(http_date);
         h.listing = true;
         entry
     }
@@ -309,6 +303,12 @@ impl Entry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `Last-Modified` for `secs` since the epoch.
+fn http_date(secs: u64) -> Option<HeaderValue> {
+    let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))?;
+    HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok()
 }
 
 /// A strong ETag that changes whenever the content may have changed: size and

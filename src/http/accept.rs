@@ -10,6 +10,10 @@
 //! * **JSON** is preferred when `application/json` is named and its q is
 //!   higher than HTML's.
 //! * A header that does not parse counts as absent (no preference).
+//!
+//! Tokens and q-values are read as `Accept-Encoding`'s are (`encoding`).
+
+use super::encoding::{is_tchar, qvalue};
 
 /// What the client prefers, as far as mapserve's answers go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,31 +92,14 @@ fn parse_range(member: &[u8]) -> Option<Range<'_>> {
         let eq = param.iter().position(|&b| b == b'=')?;
         let (name, value) = (param.get(..eq)?.trim_ascii(), param.get(eq + 1..)?.trim_ascii());
         if name.eq_ignore_ascii_case(b"q") {
-            q = parse_q(value)?;
+            q = qvalue(value)?;
         }
     }
     Some(Range { kind, sub, q })
 }
 
 fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
-fn parse_q(v: &[u8]) -> Option<u16> {
-    let (int, frac) = match v.iter().position(|&b| b == b'.') {
-        Some(dot) => (v.get(..dot)?, v.get(dot + 1..)?),
-        None => (v, &b""[..]),
-    };
-    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let thousandths = frac.iter().chain(b"000").take(3).fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-    match int {
-        b"0" => Some(thousandths),
-        b"1" if thousandths == 0 => Some(1000),
-        _ => None,
-    }
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
 #[cfg(test)]

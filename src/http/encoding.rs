@@ -131,7 +131,7 @@ fn parse_member(member: &[u8], into: &mut Accepted) -> Option<()> {
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in
 /// thousandths.
-fn qvalue(v: &[u8]) -> Option<u16> {
+pub(super) fn qvalue(v: &[u8]) -> Option<u16> {
     let (int, frac) = match v.iter().position(|&b| b == b'.') {
         Some(dot) => (v.get(..dot)?, v.get(dot + 1..)?),
         None => (v, &b""[..]),
@@ -150,7 +150,7 @@ fn qvalue(v: &[u8]) -> Option<u16> {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

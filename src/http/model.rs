@@ -69,7 +69,7 @@ pub fn accept_encoding(header: Option<&str>, available: &[Coding]) -> Option<Cod
             continue;
         }
         let mut pieces = member.split(';');
-        let name = pieces.next().unwrap().trim_matches([' ', '\t']).to_ascii_lowercase();
+        let name = pieces.next().unwrap_or_default().trim_matches([' ', '\t']).to_ascii_lowercase();
         let token_ok = !name.is_empty()
             && name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
         if !token_ok {
@@ -93,7 +93,8 @@ pub fn accept_encoding(header: Option<&str>, available: &[Coding]) -> Option<Cod
                 return Some(Coding::Identity);
             }
             let frac = format!("{:0<3}", v.get(2..).unwrap_or(""));
-            q = if v.starts_with('1') { 1000 } else { frac.parse().unwrap() };
+            // `frac` is three ASCII digits (checked above).
+            q = if v.starts_with('1') { 1000 } else { frac.parse().unwrap_or(0) };
         }
         let name = if name == "x-gzip" { "gzip".to_owned() } else { name };
         q_of.retain(|(n, _)| *n != name);

@@ -544,6 +544,24 @@ def step_xss(d, a):
     return r
 
 
+def wait_download(d, folder, before):
+    """Names of the files that appeared in `folder` (not in `before`), once
+    no download into it is still in progress; up to 20 s."""
+    def finished():
+        new = [n for n in os.listdir(folder) if n not in before]
+        if not new or any(n.endswith(".crdownload") or n.startswith(".com.google.Chrome") for n in new):
+            return None
+        return sorted(n for n in new if os.path.isfile(os.path.join(folder, n))) or None
+    return d.wait_until(finished, 20, f"a finished download in {folder}", interval=0.2)
+
+
+def saved(folder, name):
+    """What a saved file is: its name, sha256 and length."""
+    with open(os.path.join(folder, name), "rb") as f:
+        data = f.read()
+    return {"saved_name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 def step_download(d, a):
     os.makedirs(a.downloads, exist_ok=True)
     before = set(os.listdir(a.downloads))
@@ -561,18 +579,8 @@ def step_download(d, a):
     r = {"href": d.execute("return arguments[0].getAttribute('href')", [elem(el)])}
     d.click(el)
 
-    def finished():
-        new = [n for n in os.listdir(a.downloads) if n not in before]
-        if not new or any(n.endswith(".crdownload") or n.startswith(".com.google.Chrome") for n in new):
-            return None
-        done = [n for n in new if os.path.isfile(os.path.join(a.downloads, n))]
-        return sorted(done) or None
-
-    names = d.wait_until(finished, 20, f"a finished download in {a.downloads}", interval=0.2)
-    name = names[0]
-    with open(os.path.join(a.downloads, name), "rb") as f:
-        data = f.read()
-    r.update({"saved_name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    names = wait_download(d, a.downloads, before)
+    r.update(saved(a.downloads, names[0]))
     if len(names) > 1:
         r["other_new_files"] = names[1:]
     return r
@@ -598,16 +606,8 @@ def step_download_query(d, a):
     # Navigating to an attachment starts a download and leaves the page as it is.
     d.execute("location.href = arguments[0]", [url])
 
-    def finished():
-        done = [n for n in os.listdir(target)
-                if not n.endswith(".crdownload") and not n.startswith(".com.google.Chrome")
-                and os.path.isfile(os.path.join(target, n))]
-        return sorted(done) or None
-
-    names = d.wait_until(finished, 20, f"a finished download in {target}", interval=0.2)
-    with open(os.path.join(target, names[0]), "rb") as f:
-        data = f.read()
-    return {"url": url, "saved_name": names[0], "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    names = wait_download(d, target, set())
+    return {"url": url, **saved(target, names[0])}
 
 
 def step_not_found(d, a):
