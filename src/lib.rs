@@ -14,12 +14,13 @@
 //! | `access` | the access log |
 //! | `cache` | entries, windows, budget, loading, change detection, ROOT, rendered listings |
 //! | `listing` | directory listings: read, sort, render as HTML or JSON |
+//! | `compress` | which responses are compressed, at what level; the encoders |
 //! | `pages` | the page assets of `static/`, compiled in; HTML error pages |
 //! | `quota` | what one connection's responses may hold |
 //! | `error` | request failures and their statuses |
 //! | `fs` | opening files beneath ROOT without races |
 //! | `mmap` | the only `unsafe`: mappings, the SIGBUS guard, residency, vmsplice |
-//! | `http` | pure HTTP decisions: ranges, preconditions, encodings, framing |
+//! | `http` | pure HTTP decisions: ranges, preconditions, encodings, framing, header rules, CORS |
 //! | `path` | pure request-path validation |
 //! | `config` | command line, environment and file into one `Config` |
 //! | `limits` | page size, descriptor and mapping limits |
@@ -35,6 +36,7 @@ mod access;
 pub mod app;
 pub mod body;
 pub mod cache;
+pub mod compress;
 pub mod config;
 mod error;
 pub mod fs;

@@ -9,7 +9,9 @@
 //! page (`pages`) for clients that prefer HTML and short text otherwise.
 
 use crate::body::{FileBody, Part};
-use crate::cache::{Content, Entry, FileCache};
+use crate::cache::entry::Headers;
+use crate::cache::{Content, Entry, Face, FileCache};
+use crate::compress::CompressRules;
 use crate::error::ServeError;
 use crate::http::multipart;
 use crate::http::range::ByteRange;
@@ -23,6 +25,8 @@ use std::sync::Arc;
 pub struct Policy {
     /// `Cache-Control` for file responses.
     pub cache_control: Option<HeaderValue>,
+    /// What is compressed on the fly, and whether sidecars are used.
+    pub compress: CompressRules,
 }
 
 /// What building a file response needs besides the entry.
@@ -39,6 +43,9 @@ pub struct FileContext<'a> {
     pub window: Option<Arc<crate::cache::Window>>,
     /// Answer a 416 with the HTML page.
     pub html_errors: bool,
+    /// The representation varies with `Accept-Encoding` even though its type
+    /// is not compressed on the fly (a sidecar exists).
+    pub vary_encoding: bool,
 }
 
 /// What to send for a file.
@@ -65,44 +72,68 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 const ACCEPT: HeaderValue = HeaderValue::from_static("accept");
+const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("accept, accept-encoding");
 const LISTING_CSP: HeaderValue = HeaderValue::from_static(crate::pages::LISTING_CSP);
 const ERROR_CSP: HeaderValue = HeaderValue::from_static(crate::pages::ERROR_CSP);
 
-/// Builds the response for `entry` according to `plan`.
-pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -> Response<FileBody> {
+/// Builds the response for `entry`, with the headers of its `face`,
+/// according to `plan`.
+pub fn file(
+    entry: &Arc<Entry>,
+    face: Face,
+    plan: Plan,
+    head: bool,
+    ctx: &FileContext<'_>,
+) -> Response<FileBody> {
+    let mut response = build_file(entry, entry.face(face), plan, head, ctx);
+    if ctx.vary_encoding {
+        vary_encoding(response.headers_mut());
+    }
+    response
+}
+
+fn build_file(
+    entry: &Arc<Entry>,
+    h: &Headers,
+    plan: Plan,
+    head: bool,
+    ctx: &FileContext<'_>,
+) -> Response<FileBody> {
     let policy = ctx.policy;
+    let len = entry.len();
     let span = |first: u64, len: u64| span(ctx, entry, first, len);
     let (status, headers, body) = match plan {
         Plan::NotModified => {
-            return build(StatusCode::NOT_MODIFIED, validators(entry, policy), FileBody::empty());
+            return build(StatusCode::NOT_MODIFIED, validators(h, len, policy), FileBody::empty());
         }
         Plan::PreconditionFailed => {
-            let headers = validators(entry, policy);
+            let headers = validators(h, len, policy);
             return text(StatusCode::PRECONDITION_FAILED, headers, "412 precondition failed\n", head);
         }
         Plan::Unsatisfiable => {
-            let mut headers = validators(entry, policy);
-            headers.insert(header::CONTENT_RANGE, unsatisfied_range(entry.len()));
+            let mut headers = validators(h, len, policy);
+            headers.insert(header::CONTENT_RANGE, unsatisfied_range(len));
             headers.insert(header::ACCEPT_RANGES, BYTES);
             let status = StatusCode::RANGE_NOT_SATISFIABLE;
             // The body depends on Accept, whichever it is.
-            headers.insert(header::VARY, ACCEPT);
+            headers.append(header::VARY, ACCEPT);
             if let Some(page) = ctx.html_errors.then(|| crate::pages::error_page(416)).flatten() {
                 return html(status, headers, page, head);
             }
             return text(status, headers, "416 range not satisfiable\n", head);
         }
-        Plan::Full => (StatusCode::OK, full(entry, policy), FileBody::one(span(0, entry.len()))),
+        Plan::Full => (StatusCode::OK, full(h, len, policy), FileBody::one(span(0, len))),
         Plan::Single(r) => {
-            let mut headers = full(entry, policy);
-            headers.insert(header::CONTENT_RANGE, content_range(r, entry.len()));
+            let mut headers = full(h, len, policy);
+            headers.insert(header::CONTENT_RANGE, content_range(r, len));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
             (StatusCode::PARTIAL_CONTENT, headers, FileBody::one(span(r.first, r.len())))
         }
         Plan::Multi(ranges) => {
-            let ct = entry.headers.content_type.as_bytes();
-            let m = multipart::plan(&ranges, entry.len(), ct, multipart::new_boundary());
-            let mut headers = full(entry, policy);
+            let ct = h.content_type.as_bytes();
+            let m = multipart::plan(&ranges, len, ct, multipart::new_boundary());
+            let mut headers = full(h, len, policy);
             let ct = format!("multipart/byteranges; boundary={}", m.boundary);
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).unwrap_or(TEXT));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(m.content_length));
@@ -119,45 +150,66 @@ pub fn file(entry: &Arc<Entry>, plan: Plan, head: bool, ctx: &FileContext<'_>) -
     build(status, headers, body)
 }
 
-/// The headers of a 200 for `entry`: built once per entry, then cloned.
-fn full(entry: &Entry, policy: &Policy) -> HeaderMap {
-    entry
-        .headers
-        .full
+/// The headers of a 200 of a representation (`h`, of `len` bytes): built
+/// once per entry and face, then cloned.
+fn full(h: &Headers, len: u64, policy: &Policy) -> HeaderMap {
+    h.full
         .get_or_init(|| {
-            let mut headers = validators(entry, policy);
-            headers.insert(header::CONTENT_TYPE, entry.headers.content_type.clone());
-            if !entry.headers.listing {
+            let mut headers = validators(h, len, policy);
+            headers.insert(header::CONTENT_TYPE, h.content_type.clone());
+            if let Some(coding) = h.content_encoding {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
+            }
+            if !h.listing {
                 headers.insert(header::ACCEPT_RANGES, BYTES);
-            } else if entry.headers.content_type == HTML {
+            } else if h.content_type == HTML {
                 headers.insert(header::CONTENT_SECURITY_POLICY, LISTING_CSP);
             }
             headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
-            headers.insert(header::CONTENT_LENGTH, entry.headers.content_length.clone());
+            headers.insert(header::CONTENT_LENGTH, h.content_length.clone());
             headers
         })
         .clone()
 }
 
-/// ETag, Last-Modified and Cache-Control: what a 304 repeats from the 200.
-fn validators(entry: &Entry, policy: &Policy) -> HeaderMap {
-    let h = &entry.headers;
-    let mut headers = HeaderMap::with_capacity(8);
+/// ETag, Last-Modified, Cache-Control and Vary: what a 304 repeats from the
+/// 200.
+fn validators(h: &Headers, len: u64, policy: &Policy) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(10);
     headers.insert(header::ETAG, h.etag.clone());
     if let Some(lm) = &h.last_modified {
         headers.insert(header::LAST_MODIFIED, lm.clone());
     }
+    // Encoded, or could have been: the representation varies with
+    // Accept-Encoding (types never compressed do not say so).
+    let encodes = h.content_encoding.is_some() || policy.compress.applies(h.content_type.as_bytes(), len);
     if h.listing {
         headers.insert(header::CACHE_CONTROL, NO_CACHE);
-        headers.insert(header::VARY, ACCEPT);
-    } else if let Some(cc) = &policy.cache_control {
-        headers.insert(header::CACHE_CONTROL, cc.clone());
+        headers.insert(header::VARY, if encodes { ACCEPT_BOTH } else { ACCEPT });
+    } else {
+        if let Some(cc) = &policy.cache_control {
+            headers.insert(header::CACHE_CONTROL, cc.clone());
+        }
+        if encodes {
+            headers.insert(header::VARY, ACCEPT_ENCODING);
+        }
     }
     headers
 }
 
-/// Adds `Content-Disposition: attachment` with the entry's file name
-/// (`?download`) to a 200 or 206; other statuses are left alone.
+/// Adds `Vary: accept-encoding` unless a Vary value already names it.
+fn vary_encoding(headers: &mut HeaderMap) {
+    let named = headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"))
+    });
+    if !named {
+        headers.append(header::VARY, ACCEPT_ENCODING);
+    }
+}
+
+/// Adds `Content-Disposition: attachment` with the file name of `entry`
+/// (the file asked for, not a sidecar that stands for it; `?download`) to a
+/// 200 or 206; other statuses are left alone.
 pub fn attach(response: &mut Response<FileBody>, entry: &Entry) {
     if matches!(response.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
         let name = entry.key.rsplit(|&b| b == b'/').next().unwrap_or(&entry.key);
@@ -247,6 +299,14 @@ fn push_u64(buf: &mut [u8], at: usize, mut n: u64) -> usize {
 
 fn unsatisfied_range(len: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("bytes */{len}")).unwrap_or(BYTES)
+}
+
+/// 204 to an `OPTIONS` request when CORS is on: the preflight's headers,
+/// or (not a preflight) just what is allowed.
+pub fn options(preflight: Option<HeaderMap>) -> Response<FileBody> {
+    let mut headers = preflight.unwrap_or_default();
+    headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    build(StatusCode::NO_CONTENT, headers, FileBody::empty())
 }
 
 /// 301 to `location` (a path, so it stays right behind a reverse proxy).

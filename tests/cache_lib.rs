@@ -37,9 +37,15 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
 /// for an entry that needs no held descriptor.
 fn body_of(cache: &FileCache, entry: &Arc<mapserve::cache::Entry>, plan: Plan) -> mapserve::body::FileBody {
     let policy = Policy::default();
-    let ctx =
-        FileContext { policy: &policy, cache, source: Default::default(), window: None, html_errors: false };
-    response::file(entry, plan, false, &ctx).into_body()
+    let ctx = FileContext {
+        policy: &policy,
+        cache,
+        source: Default::default(),
+        window: None,
+        html_errors: false,
+        vary_encoding: false,
+    };
+    response::file(entry, mapserve::cache::Face::Own, plan, false, &ctx).into_body()
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -5,7 +5,7 @@
 
 /// Top to bottom, as in `src/lib.rs`.
 const LAYERS: &[&str] = &[
-    "server", "app", "handler", "response", "body", "track", "access", "cache", "listing", "pages", "quota",
+    "server", "app", "handler", "response", "body", "track", "access", "cache", "listing", "compress", "pages", "quota",
     "error", "fs", "mmap", "http", "path", "config", "limits", "logging",
 ];
 

@@ -52,6 +52,8 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
         policy: Policy::default(),
         access_log: false,
         browse: Default::default(),
+        rules: Default::default(),
+        cors: None,
     });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -60,6 +60,8 @@ fn world() -> &'static World {
             max_ranges: 8,
             policy: Policy::default(),
             access_log: false,
+            rules: Default::default(),
+            cors: None,
             browse: mapserve::handler::Browse {
                 listing: Some(mapserve::cache::ListingRules { hidden: false, max_entries: 50 }),
                 not_found_page: None,

@@ -5,6 +5,7 @@
 
 use super::files::HeldFd;
 use crate::fs::Identity;
+use crate::http::encoding::Coding;
 use crate::mmap::Residency;
 use crate::mmap::guard::Probe;
 use bytes::Bytes;
@@ -211,6 +212,8 @@ pub struct Headers {
     /// A rendered listing, not a file: revalidated on every request, varies
     /// with `Accept`, and ignores `Range`.
     pub listing: bool,
+    /// The content coding of these bytes (`None`: identity).
+    pub content_encoding: Option<Coding>,
 }
 
 /// One version of one file.
@@ -234,6 +237,21 @@ pub struct Entry {
     /// Stale from this instant on, whatever the change detection says (a
     /// rendered listing shows facts no watch covers; files: `None`).
     pub expires: Option<std::time::Instant>,
+    /// Which precompressed sidecars lie next to the file, probed on first
+    /// use and kept while still true (see `variant`).
+    pub sidecars: std::sync::Mutex<Option<super::variant::SidecarProbe>>,
+    /// The headers of this file served as a precompressed sidecar of the
+    /// file its name extends (`app.js.br` for `app.js`), built on first use.
+    pub as_sidecar: std::sync::OnceLock<Headers>,
+}
+
+/// Which headers a response of an entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    /// The entry's own.
+    Own,
+    /// A sidecar's, standing for the file its name extends.
+    Sidecar(Coding),
 }
 
 impl Entry {
@@ -251,6 +269,7 @@ impl Entry {
             content_length: HeaderValue::from(identity.size),
             full: std::sync::OnceLock::new(),
             listing: false,
+            content_encoding: None,
         };
         Entry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -261,6 +280,45 @@ impl Entry {
             token: None,
             root_generation: 0,
             expires: None,
+            sidecars: std::sync::Mutex::new(None),
+            as_sidecar: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A compressed representation of `source`, in `coding`: the same type,
+    /// validators tied to the source's version (its ETag with the coding
+    /// added, so never the identity one) and the same change detection, so
+    /// it goes stale exactly when its source does.
+    pub fn encoded(source: &Entry, coding: Coding, body: Bytes) -> Entry {
+        let len = body.len();
+        let mut entry = Entry::new(&source.key, source.identity, Content::Heap(body));
+        let h = &mut entry.headers;
+        h.content_type = source.headers.content_type.clone();
+        h.etag = tagged(&source.headers.etag, coding.token());
+        h.content_length = HeaderValue::from(len);
+        h.last_modified = source.headers.last_modified.clone();
+        h.last_modified_secs = source.headers.last_modified_secs;
+        h.listing = source.headers.listing;
+        h.content_encoding = Some(coding);
+        entry.token = source.token.clone();
+        entry.root_generation = source.root_generation;
+        entry.expires = source.expires;
+        entry
+    }
+
+    /// The headers a response of this entry carries as `face`.
+    pub fn face(&self, face: Face) -> &Headers {
+        match face {
+            Face::Own => &self.headers,
+            Face::Sidecar(coding) => self.as_sidecar.get_or_init(|| {
+                let stem = self.key.get(..self.key.len().saturating_sub(suffix(coding).len())).unwrap_or_default();
+                let name = stem.rsplit(|&b| b == b'/').next().unwrap_or(stem);
+                let mut h = self.headers.clone();
+                h.content_type = crate::http::mime::content_type(name);
+                h.content_encoding = Some(coding);
+                h.full = std::sync::OnceLock::new();
+                h
+            }),
         }
     }
 
@@ -294,7 +352,7 @@ impl Entry {
     /// Length of what it serves.
     pub fn len(&self) -> u64 {
         match &self.content {
-            Content::Heap(bytes) if self.headers.listing => bytes.len() as u64,
+            Content::Heap(bytes) => bytes.len() as u64,
             _ => self.identity.size,
         }
     }
@@ -303,6 +361,28 @@ impl Entry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The file-name suffix of a precompressed sidecar in `coding`.
+pub fn suffix(coding: Coding) -> &'static [u8] {
+    match coding {
+        Coding::Br => b".br",
+        Coding::Zstd => b".zst",
+        Coding::Gzip => b".gz",
+        Coding::Identity => b"",
+    }
+}
+
+/// `etag` (quoted) with `-tag` added inside the quotes.
+fn tagged(etag: &HeaderValue, tag: &str) -> HeaderValue {
+    let inner = etag.as_bytes().strip_prefix(b"\"").and_then(|e| e.strip_suffix(b"\"")).unwrap_or_default();
+    let mut text = Vec::with_capacity(inner.len() + tag.len() + 3);
+    text.push(b'"');
+    text.extend_from_slice(inner);
+    text.push(b'-');
+    text.extend_from_slice(tag.as_bytes());
+    text.push(b'"');
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| etag.clone())
 }
 
 /// `Last-Modified` for `secs` since the epoch.

@@ -33,6 +33,11 @@ impl<T> Flights<T> {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Whether a load of `key` is under way.
+    pub(super) fn contains(&self, key: &[u8]) -> bool {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).contains_key(key)
+    }
+
     /// Capacity of the map (it is shrunk when it empties out).
     #[cfg(test)]
     fn capacity(&self) -> usize {

@@ -14,6 +14,8 @@
 //! * **Budget**: see [`budget`]. **Index and eviction**: see [`table`].
 //! * **Listings**: a rendered listing is an entry too, under its own key
 //!   (see `listing`), in the same budget and with the same change detection.
+//! * **Encodings**: precompressed sidecars and compressed variants (see
+//!   `variant`), entries in the same budget too.
 
 pub mod budget;
 mod check;
@@ -26,10 +28,11 @@ mod load;
 mod root;
 mod sweep;
 pub mod table;
+mod variant;
 pub mod watch;
 mod window;
 
-pub use entry::{Content, Entry, Window};
+pub use entry::{Content, Entry, Face, Window};
 pub use hold::{Held, HoldError, Reads};
 pub use listing::{LISTING_READS, LISTING_TTL, ListingRules};
 
@@ -100,6 +103,11 @@ struct Shared {
     /// Directory reads for listings running at once (see `listing`).
     listing_reads: tokio::sync::Semaphore,
     windows: Flights<Result<Option<Arc<Window>>, FsError>>,
+    /// Compressions under way, by variant key.
+    compressions: Flights<Option<Arc<Entry>>>,
+    /// Compressions running at once.
+    compress_jobs: tokio::sync::Semaphore,
+    compressions_run: AtomicU64,
     small_file_max: u64,
     window_size: u64,
     prefault: bool,
@@ -139,6 +147,8 @@ pub struct CacheStats {
     pub flights: usize,
     /// Files held open by responses in flight.
     pub open_files: u64,
+    /// Compressions run (each once per file version and coding).
+    pub compressions: u64,
 }
 
 /// The cache. Cheap to clone.
@@ -189,6 +199,9 @@ impl FileCache {
             files: Flights::default(),
             listing_reads: tokio::sync::Semaphore::new(listing::LISTING_READS),
             windows: Flights::default(),
+            compressions: Flights::default(),
+            compress_jobs: tokio::sync::Semaphore::new(variant::compress_jobs()),
+            compressions_run: AtomicU64::new(0),
             small_file_max: config.small_file_max,
             window_size: config.window_size.max(crate::limits::page_size()),
             prefault: config.prefault,
@@ -337,8 +350,9 @@ impl FileCache {
             loads: s.loads.load(Ordering::Relaxed),
             windows_mapped: s.windows_mapped.load(Ordering::Relaxed),
             pread_spans: s.pread_spans.load(Ordering::Relaxed),
-            flights: s.files.len() + s.windows.len(),
+            flights: s.files.len() + s.windows.len() + s.compressions.len(),
             open_files: s.open_files.held(),
+            compressions: s.compressions_run.load(Ordering::Relaxed),
         }
     }
 

@@ -180,6 +180,15 @@ impl Watcher {
         self.watch_components(dir, key, &token).then_some(token)
     }
 
+    /// Like [`Watcher::watch_path`] for several paths under one token, which
+    /// any change along any of them invalidates (a file's sidecars: the
+    /// token says none of them appeared, vanished or changed).
+    pub fn watch_paths(&self, root: &impl AsFd, keys: &[&[u8]]) -> Option<Arc<Token>> {
+        let token = Token::new();
+        let dir = format!("/proc/self/fd/{}", root.as_fd().as_raw_fd()).into_bytes();
+        keys.iter().all(|key| self.watch_components(dir.clone(), key, &token)).then_some(token)
+    }
+
     /// Watches every directory on the way to the absolute path `path` for
     /// changes to the names along it (not inside its last component), with
     /// `token`, which is made valid again first. False when a watch cannot be

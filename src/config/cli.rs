@@ -115,6 +115,33 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_CACHE_CONTROL", value_name = "VALUE")]
     pub cache_control: Option<String>,
 
+    /// Compress text, scripts, JSON, XML, SVG, wasm and uncompressed fonts once per file version (br, zstd, gzip), kept in the cache [default: true]
+    #[arg(long, env = "MAPSERVE_COMPRESS", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub compress: Option<bool>,
+
+    /// Smallest file compressed [default: 1KiB]
+    #[arg(long, env = "MAPSERVE_COMPRESS_MIN", value_name = "SIZE", value_parser = parse_size)]
+    pub compress_min: Option<u64>,
+
+    /// Largest file compressed [default: 32MiB]
+    #[arg(long, env = "MAPSERVE_COMPRESS_MAX", value_name = "SIZE", value_parser = parse_size)]
+    pub compress_max: Option<u64>,
+
+    /// Serve file.br, file.zst or file.gz next to a file for it when the client accepts that coding (ignored when older than the file) [default: true]
+    #[arg(long, env = "MAPSERVE_PRECOMPRESSED", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub precompressed: Option<bool>,
+
+    /// Add a header to every response, as "Name: value"; repeat for several (per-path rules: [[headers]] in the config file)
+    #[arg(long = "header", env = "MAPSERVE_HEADER", value_name = "NAME: VALUE", value_delimiter = '\n')]
+    pub header: Vec<String>,
+
+    /// Let pages on other origins read responses: `*` (the default value) or a comma-separated list of origins [default: off]
+    #[arg(long, env = "MAPSERVE_CORS", value_name = "ORIGINS", num_args = 0..=1,
+          require_equals = true, default_missing_value = "*")]
+    pub cors: Option<String>,
+
     /// Log one line per request [default: true]
     #[arg(long, env = "MAPSERVE_ACCESS_LOG", value_name = "BOOL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new(),

@@ -53,12 +53,37 @@ pub struct FileConfig {
     pub max_ranges: Option<usize>,
     /// See `--cache-control`.
     pub cache_control: Option<String>,
+    /// See `--compress`.
+    pub compress: Option<Flag>,
+    /// See `--compress-min`.
+    pub compress_min: Option<Size>,
+    /// See `--compress-max`.
+    pub compress_max: Option<Size>,
+    /// See `--precompressed`.
+    pub precompressed: Option<Flag>,
+    /// See `--header`: `["Name: value", ...]`.
+    pub header: Option<Vec<String>>,
+    /// `[[headers]]` tables: headers for the URL paths a glob matches.
+    pub headers: Option<Vec<HeadersTable>>,
+    /// See `--cors`: `"*"`, one origin, or a list.
+    pub cors: Option<OneOrMany>,
     /// See `--access-log`.
     pub access_log: Option<Flag>,
     /// See `--log-level`.
     pub log_level: Option<String>,
     /// See `--workers`.
     pub workers: Option<usize>,
+}
+
+/// One `[[headers]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersTable {
+    /// The glob, as `match = "/assets/**"`.
+    #[serde(rename = "match")]
+    pub glob: String,
+    /// The headers: `set = { "Cache-Control" = "..." }`.
+    pub set: std::collections::BTreeMap<String, String>,
 }
 
 /// `"addr"` or `["addr", ...]`.

@@ -8,10 +8,12 @@
 
 pub mod cli;
 pub mod file;
+pub mod rules;
 pub mod units;
 
 pub use cli::Cli;
 pub use file::FileConfig;
+pub use rules::{HeaderRule, ResponseRules};
 
 use file::{Flag, Size, Span};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -94,6 +96,8 @@ pub struct Config {
     pub max_ranges: usize,
     /// Cache-Control header value, if any.
     pub cache_control: Option<http::HeaderValue>,
+    /// Compression, header rules and CORS.
+    pub rules: ResponseRules,
     /// Per-request log line.
     pub access_log: bool,
     /// tracing filter.
@@ -170,6 +174,12 @@ pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_GRACE_PERIOD",
     "MAPSERVE_MAX_RANGES",
     "MAPSERVE_CACHE_CONTROL",
+    "MAPSERVE_COMPRESS",
+    "MAPSERVE_COMPRESS_MIN",
+    "MAPSERVE_COMPRESS_MAX",
+    "MAPSERVE_PRECOMPRESSED",
+    "MAPSERVE_HEADER",
+    "MAPSERVE_CORS",
     "MAPSERVE_ACCESS_LOG",
     "MAPSERVE_LOG_LEVEL",
     "MAPSERVE_WORKERS",
@@ -267,6 +277,18 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    // Before the fields below are moved out of `file`.
+    let rules = rules::resolve(
+        rules::CliRules {
+            compress: cli.compress,
+            compress_min: cli.compress_min,
+            compress_max: cli.compress_max,
+            precompressed: cli.precompressed,
+            header: cli.header,
+            cors: cli.cors,
+        },
+        &file,
+    )?;
     let root_given = cli.root.or(file.root).unwrap_or_else(|| PathBuf::from("."));
     // Absolute but not canonical: a ROOT given through a symlink
     // (`current -> releases/r1`) is followed again when it is swapped.
@@ -431,6 +453,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         grace_period,
         max_ranges,
         cache_control,
+        rules,
         access_log,
         log_level,
         workers,

@@ -123,6 +123,7 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.workers, defaults.workers);
     assert_eq!(from_example.listing, defaults.listing);
     assert_eq!(from_example.listing_max_entries, defaults.listing_max_entries);
+    assert_eq!(format!("{:?}", from_example.rules), format!("{:?}", defaults.rules));
     // And every FileConfig key is documented.
     for key in [
         "root",
@@ -147,6 +148,12 @@ fn example_config_documents_every_default() {
         "grace-period",
         "max-ranges",
         "cache-control",
+        "compress",
+        "compress-min",
+        "compress-max",
+        "precompressed",
+        "header",
+        "cors",
         "access-log",
         "log-level",
         "workers",
@@ -196,4 +203,32 @@ fn listing_defaults_on_and_pages_are_checked() {
     }
     assert!(resolve(cli(&["--hidden", "--fallback", ".app/index.html"]), file("")).is_ok());
     assert!(resolve(cli(&["--listing-max-entries", "0"]), file("")).is_err());
+}
+
+#[test]
+fn response_rules_are_checked_and_name_the_rule() {
+    let c = resolve(cli(&["--header", "X-Served-By: mapserve", "--cors"]), file("")).unwrap();
+    assert_eq!(c.rules.headers.len(), 1);
+    assert_eq!(c.rules.cors, Some(vec!["*".to_owned()]));
+    assert!(c.rules.compress && c.rules.precompressed);
+    assert_eq!((c.rules.compress_min, c.rules.compress_max), (1024, 32 << 20));
+    let c = resolve(cli(&["--cors=https://a.example, http://localhost:3000"]), file("")).unwrap();
+    assert_eq!(c.rules.cors.unwrap(), ["https://a.example", "http://localhost:3000"]);
+    let ok = "[[headers]]\nmatch = \"/assets/**\"\nset = { \"Cache-Control\" = \"immutable\" }\n";
+    assert_eq!(resolve(cli(&[]), file(ok)).unwrap().rules.header_rules.len(), 1);
+    for (args, text, needle) in [
+        (&["--header", "no colon"][..], "", "`no colon` is not `Name: value`"),
+        (&["--header", "Bad Name: x"][..], "", "is not a header name"),
+        (&["--header", "Content-Length: 5"][..], "", "cannot be overridden"),
+        (&["--cors=https://a.example/path"][..], "", "is not `*` or an origin"),
+        (&["--compress-min", "2MiB", "--compress-max", "1MiB"][..], "", "compress-max"),
+        (&[][..], "[[headers]]\nmatch = \"/a/[\"\nset = { X = \"1\" }\n", "[[headers]] #1 (match = \"/a/[\")"),
+        (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { X = \"1\" }\n[[headers]]\nmatch = \"/b\"\nset = { \"X Y\" = \"1\" }\n", "[[headers]] #2"),
+        (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { ETag = \"\\\"x\\\"\" }\n", "`etag` is set by mapserve"),
+        (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { X = \"a\\u0001b\" }\n", "not a valid header value"),
+        (&[][..], "[[headers]]\nmatch = \"assets/*\"\nset = { X = \"1\" }\n", "must start with `/`"),
+    ] {
+        let err = resolve(cli(args), file(text)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{args:?} {text}: {err}");
+    }
 }

@@ -21,6 +21,9 @@ use crate::cache::{CacheConfig, FileCache, ListingRules};
 use crate::config::Config;
 use crate::config::units::format_size;
 use crate::handler::{App, Browse};
+use crate::compress::CompressRules;
+use crate::http::cors::Cors;
+use crate::http::rules::HeaderRules;
 use crate::response::Policy;
 use accept::Acceptor;
 use conn::Timeouts;
@@ -73,8 +76,19 @@ pub async fn run(config: Config) -> io::Result<()> {
         cache: cache.clone(),
         hidden: config.hidden,
         max_ranges: config.max_ranges,
-        policy: Policy { cache_control: config.cache_control.clone() },
+        policy: Policy {
+            cache_control: config.cache_control.clone(),
+            compress: CompressRules {
+                enabled: config.rules.compress,
+                min: config.rules.compress_min,
+                max: config.rules.compress_max,
+                precompressed: config.rules.precompressed,
+            },
+        },
         access_log: config.access_log,
+        rules: HeaderRules::new(&config.rules.headers, &config.rules.header_rules)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("[[headers]]: {e}")))?,
+        cors: config.rules.cors.as_deref().map(Cors::new),
         browse: Browse {
             listing: config
                 .listing
@@ -233,6 +247,7 @@ fn log_totals(cache: &FileCache) {
         open_files = s.open_files,
         pipes = zerocopy::alive(),
         loads_under_way = s.flights,
+        compressions = s.compressions,
         guard_repairs = crate::mmap::guard::repairs(),
         guard_active = crate::mmap::guard::is_active(),
         unmaps_reaper = crate::cache::budget::UNMAPS.reaper.load(Relaxed),

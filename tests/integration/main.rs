@@ -13,6 +13,7 @@ mod clients;
 mod cold;
 mod config;
 mod connections;
+mod encoding;
 mod faults;
 mod h2;
 mod http_semantics;

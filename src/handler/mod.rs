@@ -1,6 +1,7 @@
 //! The request pipeline, top to bottom:
 //!
-//! 1. **Method**: GET and HEAD; anything else is 405 with `Allow`.
+//! 1. **Method**: GET and HEAD; anything else is 405 with `Allow`, except a
+//!    CORS preflight (`OPTIONS`) when `--cors` is on.
 //! 2. **Host**: an HTTP/1.1 request needs exactly one Host (RFC 9112 §3.2).
 //! 3. **Path**: decode and validate (`path`); `/dir/` asks for `dir/index.html`.
 //! 4. **Cache**: the entry in its current state (`cache`); a directory asked
@@ -9,14 +10,19 @@
 //!    file; looked up right after the index, so a cached index costs nothing
 //!    more); a missing path gets the `--fallback` page when the client
 //!    prefers HTML.
-//! 6. **Preconditions**: RFC 9110 §13.2.2 (`http::conditional`).
-//! 7. **Range**: for GET, when `If-Range` allows (`http::range`); never for
+//! 6. **Representation**: identity, a precompressed sidecar or a compressed
+//!    variant, by `Accept-Encoding` (`represent`); everything after applies
+//!    to the chosen one.
+//! 7. **Preconditions**: RFC 9110 §13.2.2 (`http::conditional`).
+//! 8. **Range**: for GET, when `If-Range` allows (`http::range`); never for
 //!    a listing.
-//! 8. **Response**: built in one place (`response`); `?download` adds
+//! 9. **Response**: built in one place (`response`); `?download` adds
 //!    `Content-Disposition`; the body logs the access line and releases the
 //!    connection's in-flight mark when it ends.
-//! 9. **Errors**: an HTML page for clients that prefer HTML, short text for
-//!    the rest; a 404 is the `--not-found-page` file when one is set.
+//! 10. **Errors**: an HTML page for clients that prefer HTML, short text for
+//!     the rest; a 404 is the `--not-found-page` file when one is set.
+//! 11. **Operator headers**: `--header` on every response, `[[headers]]`
+//!     rules on 200, 206 and 304, then CORS (`http::rules`, `http::cors`).
 
 use crate::access::{AccessRecord, Throttle};
 use crate::body::stream::Source;
@@ -25,6 +31,8 @@ use crate::error::ServeError;
 use crate::fs::FsError;
 use crate::http::accept::{self, Preferred};
 use crate::http::conditional::{self, Decision, Validators};
+use crate::http::cors::{self, Cors};
+use crate::http::rules::HeaderRules;
 use crate::http::range::{self, RangeOutcome};
 use crate::listing::Variant;
 use crate::path::{self, RelPath};
@@ -37,6 +45,8 @@ use http::{HeaderValue, Method, Response, Version, header};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+mod represent;
 
 /// Shared state of the application.
 #[derive(Debug)]
@@ -53,6 +63,10 @@ pub struct App {
     pub access_log: bool,
     /// What browsers get: listings, fallback and not-found pages.
     pub browse: Browse,
+    /// `--header` and `[[headers]]`.
+    pub rules: HeaderRules,
+    /// `--cors` (`None`: off).
+    pub cors: Option<Cors>,
 }
 
 /// Listings, the SPA fallback and the not-found page.
@@ -105,7 +119,11 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
     let quota = conn.as_ref().and_then(|c| c.tracker.quota());
-    let mut response = match serve(&app, &req, head, quota).await {
+    let served = match &app.cors {
+        Some(cors) if req.method == Method::OPTIONS => Ok(response::options(cors::is_preflight(&req.headers).then(|| cors.preflight(&req.headers)))),
+        _ => serve(&app, &req, head, quota).await,
+    };
+    let mut response = match served {
         Ok(response) => response,
         Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
             match Box::pin(not_found_page(&app, &req, head, quota)).await {
@@ -132,6 +150,7 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
             response::error(&e, head, prefers(&req) == Preferred::Html)
         }
     };
+    finish(&app, &req, &mut response);
     let record = match (&conn, start) {
         (Some(c), Some(start)) => Some(AccessRecord {
             client: c.peer,
@@ -213,6 +232,28 @@ async fn serve(
     send(app, req, head, quota, entry, role).await
 }
 
+/// Operator headers and CORS, on whatever the response is.
+fn finish(app: &App, req: &Parts, response: &mut Response<crate::body::FileBody>) {
+    let status = response.status().as_u16();
+    let headers = response.headers_mut();
+    app.rules.apply_global(headers);
+    if app.rules.has_paths() && matches!(status, 200 | 206 | 304) {
+        if let Ok(rel) = path::parse(req.uri.path(), app.hidden) {
+            let mut decoded = String::from("/");
+            decoded.push_str(&String::from_utf8_lossy(rel.as_bytes()));
+            if rel.has_trailing_slash() && !rel.as_bytes().is_empty() {
+                decoded.push('/');
+            }
+            app.rules.apply_paths(&decoded, headers);
+        }
+    }
+    if let Some(cors) = &app.cors {
+        if req.method != Method::OPTIONS {
+            cors.apply(req.headers.get(header::ORIGIN), headers);
+        }
+    }
+}
+
 /// The listing variant a request asks for.
 fn variant(req: &Parts) -> Variant {
     Variant::of(&crate::http::query::parse(req.uri.query()), prefers(req) == Preferred::Json)
@@ -253,10 +294,17 @@ async fn send(
     req: &Parts,
     head: bool,
     quota: Option<&Arc<Quota>>,
-    mut entry: Arc<Entry>,
+    asked: Arc<Entry>,
     role: Role,
 ) -> Result<Response<crate::body::FileBody>, ServeError> {
-    let plan_for = |entry: &Entry| if role == Role::NotFound { Plan::Full } else { plan(app, req, entry) };
+    let download = (role == Role::Asked && !asked.headers.listing && wants_download(req)).then(|| asked.clone());
+    let chosen = match role {
+        Role::NotFound => represent::Chosen::identity(asked, false),
+        Role::Asked | Role::Fallback => represent::choose(app, req, asked).await,
+    };
+    let represent::Chosen { mut entry, face, vary } = chosen;
+    let plan_for =
+        |entry: &Entry| if role == Role::NotFound { Plan::Full } else { plan(app, req, entry, face) };
     let mut plan = plan_for(&entry);
     let held = match hold(app, &entry, reads(&plan, head), quota).await {
         // Replaced between the lookup and the open: serve the new version.
@@ -276,14 +324,22 @@ async fn send(
     let Held { fd, window, pread, file_slot, pin } = held;
     let source = Source { fd, pread, quota: quota.cloned(), pin: pin.map(Arc::new) };
     let html_errors = plan == Plan::Unsatisfiable && prefers(req) == Preferred::Html;
-    let ctx = response::FileContext { policy: &app.policy, cache: &app.cache, source, window, html_errors };
-    let mut response = response::file(&entry, plan, head, &ctx);
+    let ctx = response::FileContext {
+        policy: &app.policy,
+        cache: &app.cache,
+        source,
+        window,
+        html_errors,
+        vary_encoding: vary,
+    };
+    let mut response = response::file(&entry, face, plan, head, &ctx);
     response.body_mut().hold(file_slot);
     match role {
-        Role::Asked if !entry.headers.listing && wants_download(req) => {
-            response::attach(&mut response, &entry)
+        Role::Asked => {
+            if let Some(asked) = download {
+                response::attach(&mut response, &asked);
+            }
         }
-        Role::Asked => {}
         Role::Fallback => response::varies_with_accept(&mut response),
         Role::NotFound => response::as_not_found(&mut response, app.browse.fallback.is_some()),
     }
@@ -320,14 +376,16 @@ fn reads(plan: &Plan, head: bool) -> Reads {
     }
 }
 
-/// Preconditions (RFC 9110 §13.2.2), then the range, decide what to send.
-fn plan(app: &App, req: &Parts, entry: &Entry) -> Plan {
+/// Preconditions (RFC 9110 §13.2.2), then the range, decide what to send
+/// of the representation (`entry` seen as `face`).
+fn plan(app: &App, req: &Parts, entry: &Entry, face: crate::cache::Face) -> Plan {
+    let h = entry.face(face);
     let validators = Validators {
-        etag: entry.headers.etag.as_bytes(),
-        last_modified: entry.headers.last_modified_secs,
+        etag: h.etag.as_bytes(),
+        last_modified: h.last_modified_secs,
         // Only If-Range asks whether Last-Modified is strong (§8.8.2.2).
         last_modified_is_strong: req.headers.contains_key(header::IF_RANGE)
-            && entry.headers.last_modified_secs.is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
+            && h.last_modified_secs.is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
     };
     let is_get = req.method == Method::GET;
     match conditional::evaluate(&req.headers, is_get, &validators) {
@@ -336,7 +394,7 @@ fn plan(app: &App, req: &Parts, entry: &Entry) -> Plan {
         Decision::Proceed { use_range } => {
             let mut ranges = req.headers.get_all(header::RANGE).iter();
             // A listing is generated: Range is ignored (RFC 9110 §14.2 allows it).
-            match (is_get && use_range && !entry.headers.listing, ranges.next(), ranges.next()) {
+            match (is_get && use_range && !h.listing, ranges.next(), ranges.next()) {
                 (true, Some(value), None) => {
                     match range::evaluate(value.as_bytes(), entry.len(), app.max_ranges) {
                         RangeOutcome::Full => Plan::Full,

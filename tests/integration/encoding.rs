@@ -1,0 +1,346 @@
+//! Content codings over the wire: negotiation, Vary, ETags and lengths per
+//! representation, ranges and preconditions of encoded representations,
+//! precompressed sidecars (fresh, stale, appearing, vanishing), compression
+//! once per file version, and decoding by other implementations (Python's
+//! brotli, zstandard and gzip; curl --compressed).
+
+use crate::common::*;
+use std::time::Duration;
+
+/// Text that compresses well but not trivially (`len` bytes).
+pub(crate) fn text(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(format!("{{\"id\":{},\"name\":\"item-{}\",\"ok\":{}}},\n", x % 100_000, x % 977, x % 2 == 0).as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Decodes `data` in `coding` with Python's own decoders.
+pub(crate) fn py_decode(coding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let script = match coding {
+        "br" => "import brotli,sys; sys.stdout.buffer.write(brotli.decompress(sys.stdin.buffer.read()))",
+        "zstd" => "import zstandard,sys; sys.stdout.buffer.write(zstandard.ZstdDecompressor().decompress(sys.stdin.buffer.read(), max_output_size=1<<30))",
+        "gzip" => "import gzip,sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))",
+        other => panic!("no decoder for {other}"),
+    };
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python could not decode {coding}");
+    out.stdout
+}
+
+fn vary_names(r: &Resp) -> Vec<String> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k == "vary")
+        .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn negotiation_picks_by_q_then_br_zstd_gzip_and_each_representation_has_its_own_validators() {
+    let s = Scratch::new("enc-nego");
+    let body = text(40_000, 1);
+    s.write("app.js", &body);
+    let srv = Server::start(&s.path);
+    let cases: &[(Option<&str>, Option<&str>)] = &[
+        (None, None),
+        (Some(""), None),
+        (Some("gzip"), Some("gzip")),
+        (Some("gzip, br, zstd"), Some("br")),
+        (Some("gzip, zstd"), Some("zstd")),
+        (Some("br;q=0.5, gzip"), Some("gzip")),
+        (Some("BR;Q=1, GZIP;q=0.9"), Some("br")),
+        (Some("*"), Some("br")),
+        (Some("*;q=0, gzip"), Some("gzip")),
+        (Some("br;q=0, *"), Some("zstd")),
+        (Some("compress, deflate"), None),
+        (Some("identity;q=0"), None),
+        (Some("x-gzip"), Some("gzip")),
+        (Some("gzip;q=2"), None),
+        (Some("gzip;level=9"), None),
+        (Some("gzip;q=0.1, identity;q=0.5"), None),
+    ];
+    let mut etags = std::collections::HashMap::new();
+    for (ae, want) in cases {
+        let headers: Vec<(&str, &str)> = ae.iter().map(|v| ("Accept-Encoding", *v)).collect();
+        for method in ["GET", "HEAD"] {
+            let r = srv.req(method, "/app.js", &headers);
+            assert_eq!(r.status, 200, "{ae:?}");
+            assert_eq!(r.header("content-encoding"), *want, "{method} Accept-Encoding: {ae:?}");
+            assert_eq!(vary_names(&r), ["accept-encoding"], "{method} {ae:?}: Vary on every representation");
+            assert_eq!(r.header("content-type"), Some("text/javascript; charset=utf-8"));
+            let etag = r.header("etag").unwrap().to_owned();
+            assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong: {etag}");
+            if let Some(prev) = etags.insert(want.unwrap_or("identity"), etag.clone()) {
+                assert_eq!(prev, etag, "one ETag per representation");
+            }
+            if method == "GET" {
+                assert_eq!(r.content_length(), Some(r.body.len() as u64), "exact Content-Length");
+                let decoded = match want {
+                    Some(c) => py_decode(c, &r.body),
+                    None => r.body.clone(),
+                };
+                assert!(decoded == body, "{ae:?}: decodes to the file");
+            }
+        }
+    }
+    let distinct: std::collections::HashSet<_> = etags.values().collect();
+    assert_eq!(distinct.len(), 4, "identity, br, zstd, gzip: four ETags {etags:?}");
+
+    // 304s carry the Vary and the ETag of the representation asked for.
+    for (coding, etag) in &etags {
+        let ae = if *coding == "identity" { "identity" } else { coding };
+        let r = srv.req("GET", "/app.js", &[("Accept-Encoding", ae), ("If-None-Match", etag)]);
+        assert_eq!(r.status, 304, "{coding}");
+        assert_eq!(r.header("etag"), Some(etag.as_str()));
+        assert_eq!(vary_names(&r), ["accept-encoding"]);
+    }
+    // Another representation's ETag does not match.
+    let r = srv.req("GET", "/app.js", &[("Accept-Encoding", "br"), ("If-None-Match", &etags["gzip"])]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("br"));
+
+    // curl decodes what it asked for.
+    let out = run("curl", &["-sf", "--compressed", &srv.url("/app.js")]);
+    assert!(out.status.success() && out.stdout == body, "curl --compressed gives the file's bytes");
+}
+
+#[test]
+fn types_never_compressed_and_small_files_do_not_vary() {
+    let s = Scratch::new("enc-never");
+    s.write("photo.png", &pattern(50_000, 3));
+    s.write("tiny.txt", b"short text\n");
+    s.write("font.woff2", &pattern(20_000, 4));
+    let srv = Server::start(&s.path);
+    for path in ["/photo.png", "/tiny.txt", "/font.woff2"] {
+        let r = srv.req("GET", path, &[("Accept-Encoding", "br, zstd, gzip")]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), None, "{path}");
+        assert!(vary_names(&r).is_empty(), "{path}: never compressed, so no Vary");
+    }
+    // Compression that does not gain is not sent.
+    s.write("random.txt", &pattern(30_000, 5));
+    let r = srv.req("GET", "/random.txt", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("content-encoding"), None, "random bytes do not shrink");
+    assert_eq!(r.body.len(), 30_000);
+    assert_eq!(vary_names(&r), ["accept-encoding"], "the type could vary");
+    // --compress=false: nothing varies.
+    let off = Launch::new(&s.path).arg("--compress=false").start();
+    s.write("app.js", &text(10_000, 2));
+    let r = off.req("GET", "/app.js", &[("Accept-Encoding", "br")]);
+    assert_eq!(r.header("content-encoding"), None);
+    assert!(vary_names(&r).is_empty());
+}
+
+#[test]
+fn ranges_and_if_range_apply_to_the_encoded_representation() {
+    let s = Scratch::new("enc-range");
+    let body = text(60_000, 7);
+    s.write("data.json", &body);
+    let srv = Server::start(&s.path);
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for coding in ["br", "zstd", "gzip"] {
+        let ae = [("Accept-Encoding", coding)];
+        let full = srv.req("GET", "/data.json", &ae);
+        assert_eq!(full.header("content-encoding"), Some(coding));
+        assert!(py_decode(coding, &full.body) == body, "{coding}: the 200 decodes to the file");
+        let len = full.body.len() as u64;
+        let etag = full.header("etag").unwrap().to_owned();
+        for _ in 0..40 {
+            let a = next() % len;
+            let b = a + next() % (len - a);
+            let range = format!("bytes={a}-{b}");
+            let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", &range)]);
+            assert_eq!(r.status, 206, "{coding} {range}");
+            assert_eq!(r.header("content-encoding"), Some(coding));
+            assert_eq!(r.header("content-range"), Some(format!("bytes {a}-{b}/{len}").as_str()));
+            assert!(r.body == full.body[a as usize..=b as usize], "{coding} {range}: a slice of the 200");
+            assert_eq!(vary_names(&r), ["accept-encoding"], "a 206 repeats Vary");
+        }
+        // If-Range with this representation's ETag: the range; with the
+        // identity one: the whole encoded representation.
+        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", "bytes=0-9"), ("If-Range", &etag)]);
+        assert_eq!(r.status, 206);
+        let identity = srv.req("HEAD", "/data.json", &[]).header("etag").unwrap().to_owned();
+        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", "bytes=0-9"), ("If-Range", &identity)]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, full.body);
+        // If-Match is strong comparison against the encoded ETag.
+        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("If-Match", &identity)]);
+        assert_eq!(r.status, 412);
+        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", &format!("bytes={len}-"))]);
+        assert_eq!(r.status, 416);
+        assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
+    }
+}
+
+#[test]
+fn sidecars_are_used_when_fresh_and_ignored_when_stale_or_gone() {
+    for mode in ["inotify", "stat"] {
+        let s = Scratch::new(&format!("enc-side-{mode}"));
+        let body = text(5_000, 9);
+        s.write("app.js", &body);
+        s.write("font.woff2", &pattern(3_000, 1));
+        let srv = Launch::new(&s.path).args(&["--revalidate", mode, "--compress=false"]).start();
+        let ae = [("Accept-Encoding", "gzip, br")];
+        let r = srv.req("GET", "/app.js", &ae);
+        assert_eq!(r.header("content-encoding"), None, "{mode}: no sidecar yet, no compression");
+        // A sidecar that appears is used by the very next request.
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(&body).unwrap();
+            e.finish().unwrap()
+        };
+        s.write("app.js.gz", &gz);
+        let r = srv.req("GET", "/app.js", &ae);
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{mode}: sidecar appeared");
+        assert_eq!(r.body, gz, "{mode}: the sidecar's bytes");
+        assert_eq!(r.header("content-type"), Some("text/javascript; charset=utf-8"), "the original's type");
+        assert_eq!(vary_names(&r), ["accept-encoding"]);
+        let own = srv.req("GET", "/app.js", &[]);
+        assert_eq!(vary_names(&own), ["accept-encoding"], "{mode}: identity says it varies too");
+        // A range of the sidecar representation.
+        let r = srv.req("GET", "/app.js", &[("Accept-Encoding", "gzip"), ("Range", "bytes=10-19")]);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, gz[10..20]);
+        // Asked for by its own name: an ordinary file.
+        let r = srv.req("GET", "/app.js.gz", &ae);
+        assert_eq!(r.header("content-type"), Some("application/gzip"));
+        assert_eq!(r.header("content-encoding"), None);
+        // A type never compressed, with a sidecar: it varies.
+        let r = srv.req("GET", "/font.woff2", &[]);
+        assert!(vary_names(&r).is_empty(), "{mode}");
+        s.write("font.woff2.br", b"pretend brotli");
+        let r = srv.req("GET", "/font.woff2", &[]);
+        assert_eq!(vary_names(&r), ["accept-encoding"], "{mode}: a sidecar makes it vary");
+        let r = srv.req("GET", "/font.woff2", &[("Accept-Encoding", "br")]);
+        assert_eq!(r.header("content-encoding"), Some("br"));
+        // The file is rewritten; the sidecar is now older: ignored, logged once.
+        std::thread::sleep(Duration::from_millis(20));
+        let newer = text(5_000, 10);
+        s.write("app.js", &newer);
+        for _ in 0..3 {
+            let r = srv.req("GET", "/app.js", &ae);
+            assert_eq!(r.header("content-encoding"), None, "{mode}: a stale sidecar is never served");
+            assert!(r.body == newer);
+        }
+        // Rebuilt: used again.
+        let gz2 = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&newer).unwrap();
+            e.finish().unwrap()
+        };
+        s.write("app.js.gz", &gz2);
+        let r = srv.req("GET", "/app.js", &ae);
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{mode}: rebuilt sidecar");
+        assert_eq!(r.body, gz2);
+        // Deleted: gone at once.
+        std::fs::remove_file(s.join("app.js.gz")).unwrap();
+        let r = srv.req("GET", "/app.js", &ae);
+        assert_eq!(r.header("content-encoding"), None, "{mode}: sidecar deleted");
+        let log = log_at_exit(srv);
+        assert_eq!(log.matches("older than its source").count(), 1, "{mode}: logged once:\n{log}");
+    }
+}
+
+#[test]
+fn a_file_version_is_compressed_once_and_a_rewrite_shows_at_once() {
+    for mode in ["inotify", "stat"] {
+        let s = Scratch::new(&format!("enc-once-{mode}"));
+        let first = text(50_000, 11);
+        s.write("a.txt", &first);
+        let srv = Launch::new(&s.path).args(&["--revalidate", mode]).start();
+        // 16 concurrent first requests share one compression.
+        let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| scope.spawn(|| srv.req("GET", "/a.txt", &[("Accept-Encoding", "br")])))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).map(|r| {
+                assert_eq!(r.header("content-encoding"), Some("br"));
+                r.body
+            }).collect()
+        });
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+        for _ in 0..5 {
+            srv.req("GET", "/a.txt", &[("Accept-Encoding", "br")]);
+        }
+        // Rewritten in place, same size: the very next response is new.
+        let second = text(50_000, 12);
+        std::fs::write(s.join("a.txt"), &second).unwrap();
+        let r = srv.req("GET", "/a.txt", &[("Accept-Encoding", "br")]);
+        assert!(py_decode("br", &r.body) == second, "{mode}: the new content at once");
+        // Replaced by rename.
+        let third = text(50_000, 13);
+        s.write("a.txt.new", &third);
+        std::fs::rename(s.join("a.txt.new"), s.join("a.txt")).unwrap();
+        let r = srv.req("GET", "/a.txt", &[("Accept-Encoding", "br")]);
+        assert!(py_decode("br", &r.body) == third, "{mode}: renamed over");
+        let log = log_at_exit(srv);
+        let line = log.lines().find(|l| l.contains("cache totals")).unwrap_or_default().to_owned();
+        assert!(line.contains("compressions=3"), "{mode}: one compression per version: {line}");
+    }
+}
+
+#[test]
+fn a_large_file_is_compressed_in_the_background_while_requests_get_identity() {
+    let s = Scratch::new("enc-large");
+    let body = text(8 << 20, 21);
+    s.write("big.json", &body);
+    let srv = Server::start(&s.path);
+    let started = std::time::Instant::now();
+    let r = srv.req("GET", "/big.json", &[("Accept-Encoding", "zstd")]);
+    let first = started.elapsed();
+    assert_eq!(r.header("content-encoding"), None, "no request waits for a long compression");
+    assert_eq!(r.body.len(), body.len());
+    assert_eq!(vary_names(&r), ["accept-encoding"]);
+    assert!(first < Duration::from_secs(2), "first response in {first:?}");
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            srv.req("HEAD", "/big.json", &[("Accept-Encoding", "zstd")]).header("content-encoding") == Some("zstd")
+        }),
+        "the background compression finishes"
+    );
+    let r = srv.req("GET", "/big.json", &[("Accept-Encoding", "zstd")]);
+    assert!(py_decode("zstd", &r.body) == body);
+    assert!(r.body.len() < body.len() / 3);
+}
+
+#[test]
+fn listings_are_compressed_too() {
+    let s = Scratch::new("enc-listing");
+    for i in 0..200 {
+        s.write(&format!("dir/file-{i:04}.txt"), b"x");
+    }
+    let srv = Server::start(&s.path);
+    let plain = srv.req("GET", "/dir/", &[("Accept", "text/html")]);
+    let r = srv.req("GET", "/dir/", &[("Accept", "text/html"), ("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(vary_names(&r), ["accept", "accept-encoding"]);
+    assert_eq!(vary_names(&plain), ["accept", "accept-encoding"]);
+    assert!(py_decode("gzip", &r.body) == plain.body);
+    assert_ne!(r.header("etag"), plain.header("etag"));
+    let r = srv.req("GET", "/dir/", &[("Accept", "text/html"), ("Accept-Encoding", "gzip"), ("If-None-Match", r.header("etag").unwrap())]);
+    assert_eq!(r.status, 304);
+}
