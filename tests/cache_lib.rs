@@ -481,3 +481,46 @@ fn a_listing_is_a_cache_entry_in_the_budget_and_never_stale() {
     // already passed its place in the directory.
     eprintln!("reads that missed the new file: {missed} of 5 (read time {read_time:?})");
 }
+
+#[test]
+fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
+    use mapserve::http::encoding::Coding;
+    let dir = scratch("variants");
+    let text: Vec<u8> = (0..4000).flat_map(|i| format!("line {i} of some text\n").into_bytes()).collect();
+    std::fs::write(dir.join("a.txt"), &text).unwrap();
+    let rt = runtime();
+    for inotify in [true, false] {
+        let cache = cache_over(&dir, |c| c.inotify = inotify);
+        rt.block_on(async {
+            let entry = cache.get(b"a.txt").await.unwrap();
+            let before = cache.stats();
+            let br = cache.compressed(&entry, Coding::Br).await.expect("compressed");
+            let gz = cache.compressed(&entry, Coding::Gzip).await.expect("compressed");
+            let after = cache.stats();
+            assert_eq!(after.entries, before.entries + 2, "each variant is an entry");
+            assert_eq!(after.bytes, before.bytes + br.len() + gz.len(), "in the byte budget");
+            assert_eq!(after.compressions, 2);
+            let again = cache.compressed(&entry, Coding::Br).await.unwrap();
+            assert!(Arc::ptr_eq(&br, &again), "compressed once per version");
+            assert_eq!(cache.stats().compressions, 2);
+            drop((br, gz, again, entry));
+            // The file changes: its variants go with it at the next sweep.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::fs::write(dir.join("a.txt"), [&text[..], b"more\n"].concat()).unwrap();
+            cache.sweep();
+            let swept = cache.stats();
+            assert_eq!(swept.entries, 0, "inotify={inotify}: file and variants dropped: {swept:?}");
+            assert_eq!(swept.bytes, 0);
+            let entry = cache.get(b"a.txt").await.unwrap();
+            let br = cache.compressed(&entry, Coding::Br).await.unwrap();
+            assert_eq!(cache.stats().compressions, 3, "the new version is compressed anew");
+            let mut decoded = Vec::new();
+            let mut body = match &br.content {
+                Content::Heap(b) => &b[..],
+                _ => panic!("a heap copy"),
+            };
+            std::io::Read::read_to_end(&mut brotli::Decompressor::new(&mut body, 4096), &mut decoded).unwrap();
+            assert_eq!(decoded, [&text[..], b"more\n"].concat());
+        });
+    }
+}

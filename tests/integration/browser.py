@@ -45,6 +45,16 @@ Steps, and the keys of the JSON object:
   not_found    {base}/no/such/file.txt: `title`, `h1_text`, `status_text`,
                `has_link_to_root`, `http_status`, {out}/not-found.png
 
+Steps run only with --steps (the encoding tests):
+
+  encoded_script  {base}/enc/page.html, whose script enc/app.js sets
+               window.__ran: `ran`, `encoded_body_size`, `decoded_body_size`
+  cors         from {base}/enc/page.html, fetch --cors-ok/media.bin and
+               --cors-off/media.bin with `Range: bytes=0-99` and (preflighted)
+               `Range: bytes=0-9, 20-29`: `with_cors`, `without_cors`, each
+               {single, multi} as {status, bytes, content_range, content_type,
+               etag} or {error}
+
 Every step also has `ms` (its duration).  `failed_steps` lists the steps that
 recorded an error; `console_errors` holds the browser console's SEVERE lines;
 `alerts` every real dialog met in any step ({text, during}; none while the
@@ -314,6 +324,10 @@ class Driver:
     def execute(self, script, args=()):
         """W3C execute/sync; element ids in `args` must be passed as elem(id)."""
         return self.wd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def execute_async(self, script, args=()):
+        """W3C execute/async: the script calls arguments[arguments.length-1]."""
+        return self.wd("POST", "/execute/async", {"script": script, "args": list(args)})
 
     def cdp(self, cmd, params=None):
         return self.wd("POST", "/goog/cdp/execute", {"cmd": cmd, "params": params or {}})
@@ -628,7 +642,54 @@ def step_not_found(d, a):
     return r
 
 
-STEPS = [
+def step_encoded_script(d, a):
+    """{base}/enc/page.html loads enc/app.js, which the server sends
+    compressed; the script sets window.__ran."""
+    d.navigate(a.base + "/enc/page.html")
+    d.wait_until(lambda: d.execute("return document.readyState") == "complete", 10, "document load")
+    return d.execute(r"""
+        var e = performance.getEntriesByType('resource').filter(function (r) { return /app\.js$/.test(r.name); })[0];
+        return {
+          ran: window.__ran === undefined ? null : window.__ran,
+          title: document.title,
+          encoded_body_size: e ? e.encodedBodySize : null,
+          decoded_body_size: e ? e.decodedBodySize : null
+        };""")
+
+
+CORS_FETCH = r"""
+var done = arguments[arguments.length - 1];
+function one(url, range) {
+  return fetch(url, {headers: {'Range': range}}).then(function (r) {
+    return r.arrayBuffer().then(function (b) {
+      return {status: r.status, bytes: b.byteLength,
+              content_range: r.headers.get('Content-Range'),
+              content_type: r.headers.get('Content-Type'),
+              etag: r.headers.get('ETag')};
+    });
+  }, function (e) { return {error: String(e)}; });
+}
+Promise.all([one(arguments[0], 'bytes=0-99'), one(arguments[0], 'bytes=0-9, 20-29')])
+  .then(function (rs) { done({single: rs[0], multi: rs[1], origin: location.origin}); });
+"""
+
+
+def step_cors(d, a):
+    """From a page of {base}, cross-origin fetches with Range of
+    {cors_ok}/media.bin (a server with --cors) and {cors_off}/media.bin
+    (one without): a single range (a CORS-safelisted header) and two ranges
+    (which needs a preflight)."""
+    if not a.cors_ok or not a.cors_off:
+        raise ValueError("--cors-ok and --cors-off are needed")
+    d.navigate(a.base + "/enc/page.html")
+    d.wait_until(lambda: d.execute("return document.readyState") == "complete", 10, "document load")
+    return {
+        "with_cors": d.execute_async(CORS_FETCH, [a.cors_ok.rstrip("/") + "/media.bin"]),
+        "without_cors": d.execute_async(CORS_FETCH, [a.cors_off.rstrip("/") + "/media.bin"]),
+    }
+
+
+ALL_STEPS = [
     ("listing", step_listing),
     ("sort_by_size", step_sort_by_size),
     ("filter", step_filter),
@@ -639,7 +700,10 @@ STEPS = [
     ("download", step_download),
     ("download_query", step_download_query),
     ("not_found", step_not_found),
+    ("encoded_script", step_encoded_script),
+    ("cors", step_cors),
 ]
+STEPS = ALL_STEPS
 
 
 def setup(d, a, profile):
@@ -678,6 +742,8 @@ def run(a):
         except WebDriverError as e:
             raise RuntimeError(f"cannot start a Chromium session: {e}; chromedriver log: {tail(d.log_path)}")
         for name, fn in STEPS:
+            if a.steps and name not in a.steps:
+                continue
             d.step = name
             t0 = time.monotonic()
             try:
@@ -701,7 +767,7 @@ def run(a):
         if d is not None:
             d.quit()
         shutil.rmtree(profile, ignore_errors=True)
-    result["failed_steps"] = [n for n, _ in STEPS if "error" in result.get(n, {})]
+    result["failed_steps"] = [n for n, _ in STEPS if "error" in (result.get(n) or {})]
     result["elapsed_s"] = round(time.monotonic() - started, 2)
     return result
 
@@ -719,7 +785,12 @@ def main():
     ap.add_argument("--max-seconds", type=int, default=120, help="give up (cleanly) after this long")
     ap.add_argument("--no-dialog-hook", action="store_true",
                     help="do not neutralise alert(): to check that a real dialog is reported too")
+    ap.add_argument("--steps", help="comma-separated steps to run (default: the listing steps)")
+    ap.add_argument("--cors-ok", help="base URL of a mapserve with --cors (the cors step)")
+    ap.add_argument("--cors-off", help="base URL of a mapserve without --cors (the cors step)")
     a = ap.parse_args()
+    default = [n for n, _ in STEPS if n not in ("encoded_script", "cors")]
+    a.steps = [s.strip() for s in a.steps.split(",")] if a.steps else default
     a.base = a.base.rstrip("/")
     a.out = os.path.abspath(a.out)
     a.downloads = os.path.abspath(a.downloads or os.path.join(a.out, "downloads"))

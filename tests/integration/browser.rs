@@ -136,3 +136,70 @@ fn chromium_renders_sorts_filters_and_downloads() {
     assert!(nf["title"].as_str().unwrap().contains("404"), "{nf}");
     png_size(&out.join("not-found.png").to_string_lossy());
 }
+
+#[test]
+fn chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_cors() {
+    if !works("chromedriver", &["--version"]) {
+        skip("chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_cors", "chromedriver is not installed");
+        return;
+    }
+    let s = Scratch::new("browser-enc");
+    let mut js = String::from("window.__ran = 42;\ndocument.title = 'ran';\n");
+    for i in 0..800 {
+        js.push_str(&format!("function unused{i}(a, b) {{ return a * {i} + b; }}\n"));
+    }
+    s.write("enc/app.js", js.as_bytes());
+    s.write("enc/page.html", b"<!doctype html><html><head><title>enc</title><script src=\"app.js\"></script></head><body></body></html>");
+    s.write("media.bin", &pattern(100_000, 7));
+    let page = Server::start(&s.path);
+    let origin = page.url("");
+    let origin = origin.trim_end_matches('/');
+    // The listed origin is the page's; a server without --cors beside it.
+    let with_cors = Launch::new(&s.path).arg(&format!("--cors={origin}")).start();
+    let without = Server::start(&s.path);
+    // What Chromium gets for its Accept-Encoding: brotli.
+    let r = page.req("HEAD", "/enc/app.js", &[("Accept-Encoding", "gzip, deflate, br, zstd")]);
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-enc");
+    let _ = std::fs::remove_dir_all(&out);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/browser.py");
+    let run = run(
+        "python3",
+        &[
+            script.to_str().unwrap(),
+            "--base",
+            origin,
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "encoded_script,cors",
+            "--cors-ok",
+            &with_cors.url(""),
+            "--cors-off",
+            &without.url(""),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "browser.py failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert_eq!(v["failed_steps"], serde_json::json!([]), "{stderr}");
+    let e = &v["encoded_script"];
+    assert_eq!(e["ran"], 42, "the brotli-encoded script ran");
+    assert_eq!(e["title"], "ran");
+    let (enc, dec) = (e["encoded_body_size"].as_u64().unwrap(), e["decoded_body_size"].as_u64().unwrap());
+    assert_eq!(dec, js.len() as u64, "decoded to the file's length");
+    assert!(enc * 5 < dec, "it travelled compressed: {enc} of {dec} bytes");
+    let c = &v["cors"]["with_cors"];
+    assert_eq!(c["origin"], origin);
+    assert_eq!(c["single"]["status"], 206, "{c}");
+    assert_eq!(c["single"]["bytes"], 100);
+    assert_eq!(c["single"]["content_range"], "bytes 0-99/100000", "Content-Range is exposed");
+    assert!(c["single"]["etag"].as_str().is_some_and(|t| t.starts_with('"')), "ETag is exposed");
+    assert_eq!(c["multi"]["status"], 206, "the preflighted two-range request: {c}");
+    assert!(c["multi"]["content_type"].as_str().unwrap().starts_with("multipart/byteranges"));
+    let n = &v["cors"]["without_cors"];
+    for kind in ["single", "multi"] {
+        assert!(n[kind]["error"].as_str().is_some_and(|e| e.contains("TypeError")), "{kind} without --cors: {n}");
+    }
+}

@@ -344,3 +344,46 @@ fn listings_are_compressed_too() {
     let r = srv.req("GET", "/dir/", &[("Accept", "text/html"), ("Accept-Encoding", "gzip"), ("If-None-Match", r.header("etag").unwrap())]);
     assert_eq!(r.status, 304);
 }
+
+#[test]
+fn property_every_range_of_every_encoding_is_a_slice_of_its_decodable_200() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let s = Scratch::new("enc-prop");
+    let srv = Server::start(&s.path);
+    let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let strategy = (
+        prop::sample::select(vec!["br", "zstd", "gzip"]),
+        1024usize..200_000,
+        any::<u64>(),
+        prop::collection::vec((any::<u64>(), any::<u64>(), any::<bool>()), 1..6),
+    );
+    runner
+        .run(&strategy, |(coding, len, seed, ranges)| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = text(len, seed);
+            s.write(&format!("f{n}.json"), &body);
+            let path = format!("/f{n}.json");
+            let full = srv.req("GET", &path, &[("Accept-Encoding", coding)]);
+            prop_assert_eq!(full.header("content-encoding"), Some(coding));
+            prop_assert!(py_decode(coding, &full.body) == body, "the 200 decodes to the file");
+            let total = full.body.len() as u64;
+            for (a, b, suffix) in ranges {
+                let (range, first, last) = if suffix {
+                    let k = 1 + a % total;
+                    (format!("bytes=-{k}"), total - k, total - 1)
+                } else {
+                    let first = a % total;
+                    let last = first + b % (total - first);
+                    (format!("bytes={first}-{last}"), first, last)
+                };
+                let r = srv.req("GET", &path, &[("Accept-Encoding", coding), ("Range", &range)]);
+                prop_assert_eq!(r.status, 206);
+                prop_assert_eq!(r.header("content-encoding"), Some(coding));
+                prop_assert!(r.body == full.body[first as usize..=last as usize], "{} {}", coding, range);
+            }
+            Ok(())
+        })
+        .unwrap();
+}

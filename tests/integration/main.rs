@@ -18,4 +18,5 @@ mod faults;
 mod h2;
 mod http_semantics;
 mod paths;
+mod rules;
 mod windows;
