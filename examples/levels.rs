@@ -10,7 +10,12 @@ use std::io::Write;
 use std::time::Instant;
 
 fn brotli(input: &[u8], level: i32) -> usize {
-    let params = brotli::enc::BrotliEncoderParams { quality: level, lgwin: 22, size_hint: input.len(), ..Default::default() };
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: level,
+        lgwin: 22,
+        size_hint: input.len(),
+        ..Default::default()
+    };
     let mut out = Vec::new();
     brotli::BrotliCompress(&mut &input[..], &mut out, &params).unwrap();
     out.len()

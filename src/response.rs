@@ -182,7 +182,7 @@ fn validators(h: &Headers, len: u64, policy: &Policy) -> HeaderMap {
     }
     // Encoded, or could have been: the representation varies with
     // Accept-Encoding (types never compressed do not say so).
-    let encodes = h.content_encoding.is_some() || policy.compress.applies(h.content_type.as_bytes(), len);
+    let encodes = h.content_encoding.is_some() || policy.compress.applies(h.compressible, len);
     if h.listing {
         headers.insert(header::CACHE_CONTROL, NO_CACHE);
         headers.insert(header::VARY, if encodes { ACCEPT_BOTH } else { ACCEPT });

@@ -519,7 +519,8 @@ fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
                 Content::Heap(b) => &b[..],
                 _ => panic!("a heap copy"),
             };
-            std::io::Read::read_to_end(&mut brotli::Decompressor::new(&mut body, 4096), &mut decoded).unwrap();
+            std::io::Read::read_to_end(&mut brotli::Decompressor::new(&mut body, 4096), &mut decoded)
+                .unwrap();
             assert_eq!(decoded, [&text[..], b"more\n"].concat());
         });
     }

@@ -214,6 +214,9 @@ pub struct Headers {
     pub listing: bool,
     /// The content coding of these bytes (`None`: identity).
     pub content_encoding: Option<Coding>,
+    /// Whether the type gains from compression (`compress::compressible`
+    /// of `content_type`, decided once).
+    pub compressible: bool,
 }
 
 /// One version of one file.
@@ -238,11 +241,19 @@ pub struct Entry {
     /// rendered listing shows facts no watch covers; files: `None`).
     pub expires: Option<std::time::Instant>,
     /// Which precompressed sidecars lie next to the file, probed on first
-    /// use and kept while still true (see `variant`).
-    pub sidecars: std::sync::Mutex<Option<super::variant::SidecarProbe>>,
+    /// use and kept while still true (see `variant`): the first probe, read
+    /// without a lock, and the later ones once it stops holding.
+    pub sidecars: (
+        std::sync::OnceLock<super::variant::SidecarProbe>,
+        std::sync::Mutex<Option<super::variant::SidecarProbe>>,
+    ),
     /// The headers of this file served as a precompressed sidecar of the
     /// file its name extends (`app.js.br` for `app.js`), built on first use.
     pub as_sidecar: std::sync::OnceLock<Headers>,
+    /// Its compressed variant per coding (br, zstd, gzip), once made or
+    /// found: a hit reaches it without a table lookup. Weak, so that the
+    /// table alone decides how long a variant stays.
+    pub variants: [std::sync::OnceLock<std::sync::Weak<Entry>>; 3],
 }
 
 /// Which headers a response of an entry carries.
@@ -261,8 +272,10 @@ impl Entry {
         let name = key.rsplit(|&b| b == b'/').next().unwrap_or(key);
         let last_modified_secs = identity.mtime_secs().filter(|&s| s > 1);
         let last_modified = last_modified_secs.and_then(http_date);
+        let content_type = crate::http::mime::content_type(name);
         let headers = Headers {
-            content_type: crate::http::mime::content_type(name),
+            compressible: crate::compress::compressible(content_type.as_bytes()),
+            content_type,
             etag: etag(&identity),
             last_modified,
             last_modified_secs,
@@ -280,8 +293,9 @@ impl Entry {
             token: None,
             root_generation: 0,
             expires: None,
-            sidecars: std::sync::Mutex::new(None),
+            sidecars: Default::default(),
             as_sidecar: std::sync::OnceLock::new(),
+            variants: Default::default(),
         }
     }
 
@@ -294,6 +308,7 @@ impl Entry {
         let mut entry = Entry::new(&source.key, source.identity, Content::Heap(body));
         let h = &mut entry.headers;
         h.content_type = source.headers.content_type.clone();
+        h.compressible = source.headers.compressible;
         h.etag = tagged(&source.headers.etag, coding.token());
         h.content_length = HeaderValue::from(len);
         h.last_modified = source.headers.last_modified.clone();
@@ -311,10 +326,12 @@ impl Entry {
         match face {
             Face::Own => &self.headers,
             Face::Sidecar(coding) => self.as_sidecar.get_or_init(|| {
-                let stem = self.key.get(..self.key.len().saturating_sub(suffix(coding).len())).unwrap_or_default();
+                let stem =
+                    self.key.get(..self.key.len().saturating_sub(suffix(coding).len())).unwrap_or_default();
                 let name = stem.rsplit(|&b| b == b'/').next().unwrap_or(stem);
                 let mut h = self.headers.clone();
                 h.content_type = crate::http::mime::content_type(name);
+                h.compressible = crate::compress::compressible(h.content_type.as_bytes());
                 h.content_encoding = Some(coding);
                 h.full = std::sync::OnceLock::new();
                 h
@@ -341,6 +358,7 @@ impl Entry {
         let etag = format!("\"L{tag:x}-{:x}-{hash:016x}\"", body.len());
         let h = &mut entry.headers;
         h.etag = HeaderValue::from_str(&etag).unwrap_or_else(|_| HeaderValue::from_static("\"L\""));
+        h.compressible = crate::compress::compressible(content_type.as_bytes());
         h.content_type = content_type;
         h.content_length = HeaderValue::from(body.len());
         h.last_modified_secs = u64::try_from(changed).ok().filter(|&s| s > 1);

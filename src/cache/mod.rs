@@ -105,8 +105,8 @@ struct Shared {
     windows: Flights<Result<Option<Arc<Window>>, FsError>>,
     /// Compressions under way, by variant key.
     compressions: Flights<Option<Arc<Entry>>>,
-    /// Compressions running at once.
-    compress_jobs: tokio::sync::Semaphore,
+    /// Compressions running at once: in the background, and waited for.
+    compress_jobs: (tokio::sync::Semaphore, tokio::sync::Semaphore),
     compressions_run: AtomicU64,
     small_file_max: u64,
     window_size: u64,
@@ -200,7 +200,10 @@ impl FileCache {
             listing_reads: tokio::sync::Semaphore::new(listing::LISTING_READS),
             windows: Flights::default(),
             compressions: Flights::default(),
-            compress_jobs: tokio::sync::Semaphore::new(variant::compress_jobs()),
+            compress_jobs: {
+                let (background, waited) = variant::compress_jobs();
+                (tokio::sync::Semaphore::new(background), tokio::sync::Semaphore::new(waited))
+            },
             compressions_run: AtomicU64::new(0),
             small_file_max: config.small_file_max,
             window_size: config.window_size.max(crate::limits::page_size()),

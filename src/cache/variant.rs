@@ -34,9 +34,13 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Most compressions running at once (each takes a core while it runs).
-pub(super) fn compress_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
+/// Most background compressions (of files over `compress::WAIT_MAX`)
+/// running at once: half the cores, so that they never take them all.
+/// Compressions a request waits for (milliseconds each) have a pool of their
+/// own, one per core, and never queue behind a long one.
+pub(super) fn compress_jobs() -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores.div_ceil(2), cores)
 }
 
 /// Which sidecars exist next to a file, and how to tell the answer still
@@ -91,7 +95,16 @@ impl FileCache {
         if entry.headers.listing || entry.headers.content_encoding.is_some() {
             return 0;
         }
-        let mut slot = entry.sidecars.lock().unwrap_or_else(|e| e.into_inner());
+        let (first, later) = &entry.sidecars;
+        match first.get() {
+            None => {
+                let probe = first.get_or_init(|| self.shared.probe_sidecars(&entry.key));
+                return probe.found;
+            }
+            Some(probe) if self.shared.holds(probe, &entry.key) => return probe.found,
+            Some(_) => {}
+        }
+        let mut slot = later.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(probe) = slot.as_ref().filter(|p| self.shared.holds(p, &entry.key)) {
             return probe.found;
         }
@@ -106,21 +119,15 @@ impl FileCache {
     pub async fn sidecar(&self, entry: &Entry, coding: Coding) -> Option<Arc<Entry>> {
         let key = sidecar_key(&entry.key, coding);
         let sidecar = self.get(&key).await.ok()?;
-        if matches!(sidecar.content, Content::Dir) {
-            return None;
-        }
-        if sidecar.identity.mtime_ns < entry.identity.mtime_ns {
-            let slot = entry.sidecars.lock().unwrap_or_else(|e| e.into_inner());
-            let first = slot.as_ref().is_some_and(|p| p.warned.fetch_or(bit(coding), Ordering::Relaxed) & bit(coding) == 0);
-            if first {
-                tracing::warn!(
-                    sidecar = %String::from_utf8_lossy(&key),
-                    "precompressed file is older than its source; ignored until it is rebuilt"
-                );
-            }
-            return None;
-        }
-        Some(sidecar)
+        usable(entry, sidecar, coding, &key)
+    }
+
+    /// [`FileCache::sidecar`] without waiting: `None` when the sidecar is
+    /// not cached (it must be loaded).
+    pub fn sidecar_now(&self, entry: &Entry, coding: Coding) -> Option<Option<Arc<Entry>>> {
+        let key = sidecar_key(&entry.key, coding);
+        let sidecar = self.lookup(&key)?;
+        Some(usable(entry, sidecar, coding, &key))
     }
 
     /// `source` compressed in `coding`, if that is ready or (for a source up
@@ -128,14 +135,31 @@ impl FileCache {
     /// the source changed while it was read, or while a background
     /// compression of a larger source runs (this call starts it).
     pub async fn compressed(&self, source: &Arc<Entry>, coding: Coding) -> Option<Arc<Entry>> {
+        match self.compressed_now(source, coding) {
+            Ok(variant) => variant,
+            Err(key) => self.compress(key, source.clone(), coding, false).await,
+        }
+    }
+
+    /// [`FileCache::compressed`] without waiting: `Err(key)` when the
+    /// request would have to wait for the compression.
+    pub fn compressed_now(&self, source: &Arc<Entry>, coding: Coding) -> Result<Option<Arc<Entry>>, Vec<u8>> {
         if !matches!(source.content, Content::Heap(_) | Content::Mapped(_)) {
-            return None;
+            return Ok(None);
+        }
+        let Some(slot) = source.variants.get(coding as usize) else { return Ok(None) };
+        // Made from this version: current exactly while the source is, which
+        // the caller has just checked.
+        if let Some(variant) = slot.get().and_then(std::sync::Weak::upgrade) {
+            self.shared.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(variant.headers.content_encoding.is_some().then_some(variant));
         }
         let key = variant_key(source, coding);
         if let Some(Cached::File(variant)) = self.shared.table.get(&key) {
             if self.shared.is_fresh(&variant) {
                 self.shared.hits.fetch_add(1, Ordering::Relaxed);
-                return variant.headers.content_encoding.is_some().then_some(variant);
+                let _ = slot.set(Arc::downgrade(&variant));
+                return Ok(variant.headers.content_encoding.is_some().then_some(variant));
             }
             self.shared.forget(&key, &variant);
         }
@@ -143,18 +167,27 @@ impl FileCache {
             if !self.shared.compressions.contains(&key) {
                 let cache = self.clone();
                 let source = source.clone();
-                tokio::spawn(async move { cache.compress(key, source, coding).await });
+                tokio::spawn(async move { cache.compress(key, source, coding, true).await });
             }
-            return None;
+            return Ok(None);
         }
-        self.compress(key, source.clone(), coding).await
+        Err(key)
     }
 
-    async fn compress(&self, key: Vec<u8>, source: Arc<Entry>, coding: Coding) -> Option<Arc<Entry>> {
+    async fn compress(
+        &self,
+        key: Vec<u8>,
+        source: Arc<Entry>,
+        coding: Coding,
+        background: bool,
+    ) -> Option<Arc<Entry>> {
+        let input = source.clone();
         let run = || async {
-            let Ok(_permit) = self.shared.compress_jobs.acquire().await else { return None };
+            let jobs = if background { &self.shared.compress_jobs.0 } else { &self.shared.compress_jobs.1 };
+            let Ok(_permit) = jobs.acquire().await else { return None };
             let shared = self.shared.clone();
             let key = key.clone();
+            let source = input;
             let task = tokio::task::spawn_blocking(move || {
                 super::budget::with_inline_unmap(|| shared.compress(&key, &source, coding))
             });
@@ -162,8 +195,34 @@ impl FileCache {
         };
         // Every load of this key is of the one version the key names.
         let (variant, _) = self.shared.compressions.run(&key, run).await;
+        if let (Some(v), Some(slot)) = (&variant, source.variants.get(coding as usize)) {
+            let _ = slot.set(Arc::downgrade(v));
+        }
         variant.filter(|v| v.headers.content_encoding.is_some())
     }
+}
+
+/// `sidecar` as a representation of `entry`: a file not older than it. A
+/// stale one is logged once per probe.
+fn usable(entry: &Entry, sidecar: Arc<Entry>, coding: Coding, key: &[u8]) -> Option<Arc<Entry>> {
+    if matches!(sidecar.content, Content::Dir) {
+        return None;
+    }
+    if sidecar.identity.mtime_ns < entry.identity.mtime_ns {
+        // The probe in force: the later one if the first stopped holding.
+        let later = entry.sidecars.1.lock().unwrap_or_else(|e| e.into_inner());
+        let probe = later.as_ref().or(entry.sidecars.0.get());
+        let first =
+            probe.is_some_and(|p| p.warned.fetch_or(bit(coding), Ordering::Relaxed) & bit(coding) == 0);
+        if first {
+            tracing::warn!(
+                sidecar = %String::from_utf8_lossy(key),
+                "precompressed file is older than its source; ignored until it is rebuilt"
+            );
+        }
+        return None;
+    }
+    Some(sidecar)
 }
 
 impl Shared {
@@ -231,7 +290,10 @@ impl Shared {
         let (variant, cached) = if compress::worth_it(input.len(), out.len()) {
             let len = out.len() as u64;
             match self.reserve(len, false) {
-                Some(r) => (Entry::encoded(source, coding, Bytes::from_owner(super::budget::HeapOwner::new(out, r))), true),
+                Some(r) => (
+                    Entry::encoded(source, coding, Bytes::from_owner(super::budget::HeapOwner::new(out, r))),
+                    true,
+                ),
                 None => (Entry::encoded(source, coding, Bytes::from(out)), false),
             }
         } else {

@@ -133,7 +133,7 @@ pub struct Cli {
           require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub precompressed: Option<bool>,
 
-    /// Add a header to every response, as "Name: value"; repeat for several (per-path rules: [[headers]] in the config file)
+    /// Add a header to every response, as "Name: value"; repeat for several (per-path rules: `[[headers]]` tables in the config file)
     #[arg(long = "header", env = "MAPSERVE_HEADER", value_name = "NAME: VALUE", value_delimiter = '\n')]
     pub header: Vec<String>,
 

@@ -69,11 +69,19 @@ pub struct CliRules {
 }
 
 /// A header a rule sets, checked.
-fn header(key: &'static str, rule: &str, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), ConfigError> {
+fn header(
+    key: &'static str,
+    rule: &str,
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), ConfigError> {
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| invalid(key, format!("{rule}: `{name}` is not a header name")))?;
     if RESERVED.contains(&name.as_str()) {
-        return Err(invalid(key, format!("{rule}: `{name}` is set by mapserve itself and cannot be overridden")));
+        return Err(invalid(
+            key,
+            format!("{rule}: `{name}` is set by mapserve itself and cannot be overridden"),
+        ));
     }
     let value = HeaderValue::from_str(value.trim())
         .map_err(|_| invalid(key, format!("{rule}: the value of `{name}` is not a valid header value")))?;
@@ -115,12 +123,16 @@ pub fn resolve(cli: CliRules, file: &FileConfig) -> Result<ResponseRules, Config
         return Err(invalid("compress-min", "must not be larger than compress-max"));
     }
     let lines = if cli.header.is_empty() { file.header.clone().unwrap_or_default() } else { cli.header };
-    let headers = lines.iter().filter(|l| !l.trim().is_empty()).map(|l| header_line(l)).collect::<Result<_, _>>()?;
+    let headers =
+        lines.iter().filter(|l| !l.trim().is_empty()).map(|l| header_line(l)).collect::<Result<_, _>>()?;
     let mut header_rules = Vec::new();
     for (i, table) in file.headers.iter().flatten().enumerate() {
         let rule = format!("[[headers]] #{} (match = \"{}\")", i + 1, table.glob);
         if !table.glob.starts_with('/') && !table.glob.starts_with('*') {
-            return Err(invalid("headers", format!("{rule}: the glob must start with `/` (it matches URL paths)")));
+            return Err(invalid(
+                "headers",
+                format!("{rule}: the glob must start with `/` (it matches URL paths)"),
+            ));
         }
         crate_glob(&table.glob).map_err(|e| invalid("headers", format!("{rule}: {e}")))?;
         if table.set.is_empty() {

@@ -222,9 +222,21 @@ fn response_rules_are_checked_and_name_the_rule() {
         (&["--header", "Content-Length: 5"][..], "", "cannot be overridden"),
         (&["--cors=https://a.example/path"][..], "", "is not `*` or an origin"),
         (&["--compress-min", "2MiB", "--compress-max", "1MiB"][..], "", "compress-max"),
-        (&[][..], "[[headers]]\nmatch = \"/a/[\"\nset = { X = \"1\" }\n", "[[headers]] #1 (match = \"/a/[\")"),
-        (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { X = \"1\" }\n[[headers]]\nmatch = \"/b\"\nset = { \"X Y\" = \"1\" }\n", "[[headers]] #2"),
-        (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { ETag = \"\\\"x\\\"\" }\n", "`etag` is set by mapserve"),
+        (
+            &[][..],
+            "[[headers]]\nmatch = \"/a/[\"\nset = { X = \"1\" }\n",
+            "[[headers]] #1 (match = \"/a/[\")",
+        ),
+        (
+            &[][..],
+            "[[headers]]\nmatch = \"/a\"\nset = { X = \"1\" }\n[[headers]]\nmatch = \"/b\"\nset = { \"X Y\" = \"1\" }\n",
+            "[[headers]] #2",
+        ),
+        (
+            &[][..],
+            "[[headers]]\nmatch = \"/a\"\nset = { ETag = \"\\\"x\\\"\" }\n",
+            "`etag` is set by mapserve",
+        ),
         (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { X = \"a\\u0001b\" }\n", "not a valid header value"),
         (&[][..], "[[headers]]\nmatch = \"assets/*\"\nset = { X = \"1\" }\n", "must start with `/`"),
     ] {

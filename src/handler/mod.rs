@@ -32,8 +32,8 @@ use crate::fs::FsError;
 use crate::http::accept::{self, Preferred};
 use crate::http::conditional::{self, Decision, Validators};
 use crate::http::cors::{self, Cors};
-use crate::http::rules::HeaderRules;
 use crate::http::range::{self, RangeOutcome};
+use crate::http::rules::HeaderRules;
 use crate::listing::Variant;
 use crate::path::{self, RelPath};
 use crate::quota::Quota;
@@ -120,7 +120,9 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let head = req.method == Method::HEAD;
     let quota = conn.as_ref().and_then(|c| c.tracker.quota());
     let served = match &app.cors {
-        Some(cors) if req.method == Method::OPTIONS => Ok(response::options(cors::is_preflight(&req.headers).then(|| cors.preflight(&req.headers)))),
+        Some(cors) if req.method == Method::OPTIONS => {
+            Ok(response::options(cors::is_preflight(&req.headers).then(|| cors.preflight(&req.headers))))
+        }
         _ => serve(&app, &req, head, quota).await,
     };
     let mut response = match served {
@@ -297,10 +299,16 @@ async fn send(
     asked: Arc<Entry>,
     role: Role,
 ) -> Result<Response<crate::body::FileBody>, ServeError> {
-    let download = (role == Role::Asked && !asked.headers.listing && wants_download(req)).then(|| asked.clone());
+    let download =
+        (role == Role::Asked && !asked.headers.listing && wants_download(req)).then(|| asked.clone());
     let chosen = match role {
         Role::NotFound => represent::Chosen::identity(asked, false),
-        Role::Asked | Role::Fallback => represent::choose(app, req, asked).await,
+        Role::Asked | Role::Fallback => match represent::choose_now(app, req, asked) {
+            Ok(chosen) => chosen,
+            // Boxed: loading a sidecar or compressing must not grow the
+            // hit path's future.
+            Err(asked) => Box::pin(represent::choose(app, req, asked)).await,
+        },
     };
     let represent::Chosen { mut entry, face, vary } = chosen;
     let plan_for =

@@ -40,39 +40,122 @@ impl Chosen {
     }
 }
 
-/// Chooses what to send for `entry`.
-pub(super) async fn choose(app: &App, req: &Parts, entry: Arc<Entry>) -> Chosen {
+/// What the request accepts and the entry offers.
+struct Negotiation {
+    accepted: encoding::Accepted,
+    sidecars: u8,
+    on_the_fly: bool,
+    /// Identity must add `Vary: Accept-Encoding` itself.
+    vary: bool,
+    /// The candidates not yet tried (at most three: kept on the stack).
+    slots: [Coding; 3],
+    len: usize,
+}
+
+impl Negotiation {
+    fn has_sidecar(&self, c: Coding) -> bool {
+        self.sidecars & (1 << c as u8) != 0
+    }
+
+    /// The best candidate left, if the client accepts it.
+    fn next(&self) -> Option<Coding> {
+        self.accepted.choose(&self.slots[..self.len]).filter(|&c| c != Coding::Identity)
+    }
+
+    /// Drops `coding` from the candidates.
+    fn drop(&mut self, coding: Coding) {
+        if let Some(at) = self.slots[..self.len].iter().position(|&c| c == coding) {
+            self.slots.swap(at, self.len - 1);
+            self.len -= 1;
+        }
+    }
+}
+
+/// The negotiation for `entry`, or `Err(vary)` when identity is the answer
+/// without one.
+fn negotiation(app: &App, req: &Parts, entry: &Entry) -> Result<Negotiation, bool> {
     let rules = &app.policy.compress;
     if matches!(entry.content, Content::Dir) || entry.headers.content_encoding.is_some() {
-        return Chosen::identity(entry, false);
+        return Err(false);
     }
-    let on_the_fly = rules.applies(entry.headers.content_type.as_bytes(), entry.len());
+    let on_the_fly = rules.applies(entry.headers.compressible, entry.len());
     let mut fields = req.headers.get_all(header::ACCEPT_ENCODING).iter().peekable();
     let asked = fields.peek().is_some();
     if !asked && (on_the_fly || !rules.precompressed) {
-        return Chosen::identity(entry, false);
+        return Err(false);
     }
-    let sidecars = if rules.precompressed { app.cache.sidecars(&entry) } else { 0 };
+    let sidecars = if rules.precompressed { app.cache.sidecars(entry) } else { 0 };
     let vary = sidecars != 0 && !on_the_fly;
     if !asked {
-        return Chosen::identity(entry, vary);
+        return Err(vary);
     }
-    let accepted = encoding::parse(fields.map(HeaderValue::as_bytes));
-    let has_sidecar = |c: Coding| sidecars & (1 << c as u8) != 0;
-    let mut available: Vec<Coding> =
-        [Coding::Br, Coding::Zstd, Coding::Gzip].into_iter().filter(|&c| on_the_fly || has_sidecar(c)).collect();
-    while let Some(coding) = accepted.choose(&available).filter(|&c| c != Coding::Identity) {
-        if has_sidecar(coding) {
+    let mut n = Negotiation {
+        accepted: encoding::parse(fields.map(HeaderValue::as_bytes)),
+        sidecars,
+        on_the_fly,
+        vary,
+        slots: [Coding::Identity; 3],
+        len: 0,
+    };
+    for c in [Coding::Br, Coding::Zstd, Coding::Gzip] {
+        if on_the_fly || n.has_sidecar(c) {
+            n.slots[n.len] = c;
+            n.len += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Chooses what to send for `entry` without waiting: `Err(entry)` when the
+/// best choice needs a sidecar loaded or a compression made first (then
+/// [`choose`] decides, awaiting them). The hit path stays synchronous, so
+/// the handler's future does not grow.
+pub(super) fn choose_now(app: &App, req: &Parts, entry: Arc<Entry>) -> Result<Chosen, Arc<Entry>> {
+    let mut n = match negotiation(app, req, &entry) {
+        Ok(n) => n,
+        Err(vary) => return Ok(Chosen::identity(entry, vary)),
+    };
+    while let Some(coding) = n.next() {
+        if n.has_sidecar(coding) {
+            match app.cache.sidecar_now(&entry, coding) {
+                Some(Some(sidecar)) => {
+                    return Ok(Chosen { entry: sidecar, face: Face::Sidecar(coding), vary: false });
+                }
+                Some(None) => {}
+                None => return Err(entry),
+            }
+        }
+        if n.on_the_fly {
+            match app.cache.compressed_now(&entry, coding) {
+                Ok(Some(variant)) => return Ok(Chosen::identity(variant, false)),
+                Ok(None) => {}
+                Err(_) => return Err(entry),
+            }
+        }
+        n.drop(coding);
+    }
+    Ok(Chosen::identity(entry, n.vary))
+}
+
+/// Chooses what to send for `entry`, loading sidecars and compressing as
+/// needed.
+pub(super) async fn choose(app: &App, req: &Parts, entry: Arc<Entry>) -> Chosen {
+    let mut n = match negotiation(app, req, &entry) {
+        Ok(n) => n,
+        Err(vary) => return Chosen::identity(entry, vary),
+    };
+    while let Some(coding) = n.next() {
+        if n.has_sidecar(coding) {
             if let Some(sidecar) = app.cache.sidecar(&entry, coding).await {
                 return Chosen { entry: sidecar, face: Face::Sidecar(coding), vary: false };
             }
         }
-        if on_the_fly {
+        if n.on_the_fly {
             if let Some(variant) = app.cache.compressed(&entry, coding).await {
                 return Chosen::identity(variant, false);
             }
         }
-        available.retain(|&c| c != coding);
+        n.drop(coding);
     }
-    Chosen::identity(entry, vary)
+    Chosen::identity(entry, n.vary)
 }

@@ -23,7 +23,8 @@ pub const EXPOSE: HeaderValue = HeaderValue::from_static(
 /// Methods a cross-origin request may use.
 pub const METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD");
 /// Request headers always allowed.
-const ALLOW_HEADERS: &str = "Range, If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range";
+const ALLOW_HEADERS: &str =
+    "Range, If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, If-Range";
 /// How long a browser may reuse a preflight answer (seconds; browsers cap
 /// it, Chromium at 2 hours).
 pub const MAX_AGE: HeaderValue = HeaderValue::from_static("7200");
@@ -57,7 +58,8 @@ impl Cors {
             }
             Cors::Origins(list) => {
                 headers.append(header::VARY, ORIGIN);
-                match origin.filter(|o| list.iter().any(|l| l.as_bytes().eq_ignore_ascii_case(o.as_bytes()))) {
+                match origin.filter(|o| list.iter().any(|l| l.as_bytes().eq_ignore_ascii_case(o.as_bytes())))
+                {
                     Some(origin) => {
                         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
                     }
@@ -159,7 +161,8 @@ mod tests {
         assert_eq!(h["access-control-allow-methods"], "GET, HEAD");
         assert_eq!(h["access-control-allow-headers"], format!("{ALLOW_HEADERS}, x-custom").as_str());
         assert_eq!(h["access-control-max-age"], "7200");
-        let h = cors.preflight(&req(&[("origin", "https://no.example"), ("access-control-request-method", "GET")]));
+        let h = cors
+            .preflight(&req(&[("origin", "https://no.example"), ("access-control-request-method", "GET")]));
         assert!(!h.contains_key("access-control-allow-methods"), "not an allowed origin");
         assert!(!is_preflight(&req(&[("origin", "https://a.example")])));
     }

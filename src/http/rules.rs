@@ -70,7 +70,9 @@ fn set_all(pairs: &[(HeaderName, HeaderValue)], headers: &mut HeaderMap) {
         if name == header::VARY {
             headers.append(name, value.clone());
         } else if name == header::CONTENT_TYPE
-            && headers.get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"multipart/byteranges"))
+            && headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"multipart/byteranges"))
         {
             continue;
         } else {

@@ -18,10 +18,10 @@ mod idle;
 pub mod zerocopy;
 
 use crate::cache::{CacheConfig, FileCache, ListingRules};
+use crate::compress::CompressRules;
 use crate::config::Config;
 use crate::config::units::format_size;
 use crate::handler::{App, Browse};
-use crate::compress::CompressRules;
 use crate::http::cors::Cors;
 use crate::http::rules::HeaderRules;
 use crate::response::Policy;

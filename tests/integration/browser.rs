@@ -140,7 +140,10 @@ fn chromium_renders_sorts_filters_and_downloads() {
 #[test]
 fn chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_cors() {
     if !works("chromedriver", &["--version"]) {
-        skip("chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_cors", "chromedriver is not installed");
+        skip(
+            "chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_cors",
+            "chromedriver is not installed",
+        );
         return;
     }
     let s = Scratch::new("browser-enc");
@@ -200,6 +203,9 @@ fn chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_c
     assert!(c["multi"]["content_type"].as_str().unwrap().starts_with("multipart/byteranges"));
     let n = &v["cors"]["without_cors"];
     for kind in ["single", "multi"] {
-        assert!(n[kind]["error"].as_str().is_some_and(|e| e.contains("TypeError")), "{kind} without --cors: {n}");
+        assert!(
+            n[kind]["error"].as_str().is_some_and(|e| e.contains("TypeError")),
+            "{kind} without --cors: {n}"
+        );
     }
 }

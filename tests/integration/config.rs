@@ -27,9 +27,30 @@ fn help_lists_every_option() {
         "--max-connections",
         "--grace-period",
         "--no-access-log",
+        "--compress",
+        "--compress-min",
+        "--compress-max",
+        "--precompressed",
+        "--header",
+        "--cors",
         "MAPSERVE_LISTEN",
+        "MAPSERVE_CORS",
     ] {
         assert!(help.contains(opt), "--help lacks {opt}");
+    }
+    // Every option --help shows is in the README's table (as a whole word).
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("## Usage").nth(1).unwrap().split("\n## ").next().unwrap();
+    let options: std::collections::BTreeSet<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=' || c == '<')
+        .filter(|w| w.starts_with("--") && w.len() > 2 && !["--help", "--version"].contains(w))
+        .collect();
+    assert!(options.len() > 30, "{options:?}");
+    for opt in options {
+        let whole = table.match_indices(opt).any(|(at, _)| {
+            !table[at + opt.len()..].starts_with(|c: char| c.is_ascii_lowercase() || c == '-')
+        });
+        assert!(whole, "README's option table lacks {opt}");
     }
 }
 

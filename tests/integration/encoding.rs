@@ -15,7 +15,10 @@ pub(crate) fn text(len: usize, seed: u64) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        out.extend_from_slice(format!("{{\"id\":{},\"name\":\"item-{}\",\"ok\":{}}},\n", x % 100_000, x % 977, x % 2 == 0).as_bytes());
+        out.extend_from_slice(
+            format!("{{\"id\":{},\"name\":\"item-{}\",\"ok\":{}}},\n", x % 100_000, x % 977, x % 2 == 0)
+                .as_bytes(),
+        );
     }
     out.truncate(len);
     out
@@ -26,7 +29,9 @@ pub(crate) fn py_decode(coding: &str, data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let script = match coding {
         "br" => "import brotli,sys; sys.stdout.buffer.write(brotli.decompress(sys.stdin.buffer.read()))",
-        "zstd" => "import zstandard,sys; sys.stdout.buffer.write(zstandard.ZstdDecompressor().decompress(sys.stdin.buffer.read(), max_output_size=1<<30))",
+        "zstd" => {
+            "import zstandard,sys; sys.stdout.buffer.write(zstandard.ZstdDecompressor().decompress(sys.stdin.buffer.read(), max_output_size=1<<30))"
+        }
         "gzip" => "import gzip,sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))",
         other => panic!("no decoder for {other}"),
     };
@@ -138,6 +143,16 @@ fn types_never_compressed_and_small_files_do_not_vary() {
     assert_eq!(r.header("content-encoding"), None, "random bytes do not shrink");
     assert_eq!(r.body.len(), 30_000);
     assert_eq!(vary_names(&r), ["accept-encoding"], "the type could vary");
+    // Outside --compress-min..--compress-max: not compressed, no Vary.
+    let narrow = Launch::new(&s.path).args(&["--compress-min", "2KiB", "--compress-max", "20KiB"]).start();
+    s.write("mid.txt", &text(10_000, 3));
+    s.write("big.txt", &text(30_000, 3));
+    s.write("small.txt", &text(1_500, 3));
+    for (path, coded) in [("/mid.txt", true), ("/big.txt", false), ("/small.txt", false)] {
+        let r = narrow.req("GET", path, &[("Accept-Encoding", "gzip")]);
+        assert_eq!(r.header("content-encoding").is_some(), coded, "{path}");
+        assert_eq!(vary_names(&r).is_empty(), !coded, "{path}");
+    }
     // --compress=false: nothing varies.
     let off = Launch::new(&s.path).arg("--compress=false").start();
     s.write("app.js", &text(10_000, 2));
@@ -179,16 +194,25 @@ fn ranges_and_if_range_apply_to_the_encoded_representation() {
         }
         // If-Range with this representation's ETag: the range; with the
         // identity one: the whole encoded representation.
-        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", "bytes=0-9"), ("If-Range", &etag)]);
+        let r = srv.req(
+            "GET",
+            "/data.json",
+            &[("Accept-Encoding", coding), ("Range", "bytes=0-9"), ("If-Range", &etag)],
+        );
         assert_eq!(r.status, 206);
         let identity = srv.req("HEAD", "/data.json", &[]).header("etag").unwrap().to_owned();
-        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", "bytes=0-9"), ("If-Range", &identity)]);
+        let r = srv.req(
+            "GET",
+            "/data.json",
+            &[("Accept-Encoding", coding), ("Range", "bytes=0-9"), ("If-Range", &identity)],
+        );
         assert_eq!(r.status, 200);
         assert_eq!(r.body, full.body);
         // If-Match is strong comparison against the encoded ETag.
         let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("If-Match", &identity)]);
         assert_eq!(r.status, 412);
-        let r = srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", &format!("bytes={len}-"))]);
+        let r =
+            srv.req("GET", "/data.json", &[("Accept-Encoding", coding), ("Range", &format!("bytes={len}-"))]);
         assert_eq!(r.status, 416);
         assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
     }
@@ -277,10 +301,14 @@ fn a_file_version_is_compressed_once_and_a_rewrite_shows_at_once() {
             let handles: Vec<_> = (0..16)
                 .map(|_| scope.spawn(|| srv.req("GET", "/a.txt", &[("Accept-Encoding", "br")])))
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).map(|r| {
-                assert_eq!(r.header("content-encoding"), Some("br"));
-                r.body
-            }).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .map(|r| {
+                    assert_eq!(r.header("content-encoding"), Some("br"));
+                    r.body
+                })
+                .collect()
         });
         assert!(bodies.windows(2).all(|w| w[0] == w[1]));
         for _ in 0..5 {
@@ -318,7 +346,8 @@ fn a_large_file_is_compressed_in_the_background_while_requests_get_identity() {
     assert!(first < Duration::from_secs(2), "first response in {first:?}");
     assert!(
         eventually(Duration::from_secs(60), || {
-            srv.req("HEAD", "/big.json", &[("Accept-Encoding", "zstd")]).header("content-encoding") == Some("zstd")
+            srv.req("HEAD", "/big.json", &[("Accept-Encoding", "zstd")]).header("content-encoding")
+                == Some("zstd")
         }),
         "the background compression finishes"
     );
@@ -341,7 +370,11 @@ fn listings_are_compressed_too() {
     assert_eq!(vary_names(&plain), ["accept", "accept-encoding"]);
     assert!(py_decode("gzip", &r.body) == plain.body);
     assert_ne!(r.header("etag"), plain.header("etag"));
-    let r = srv.req("GET", "/dir/", &[("Accept", "text/html"), ("Accept-Encoding", "gzip"), ("If-None-Match", r.header("etag").unwrap())]);
+    let r = srv.req(
+        "GET",
+        "/dir/",
+        &[("Accept", "text/html"), ("Accept-Encoding", "gzip"), ("If-None-Match", r.header("etag").unwrap())],
+    );
     assert_eq!(r.status, 304);
 }
 

@@ -66,16 +66,26 @@ fn header_rules_apply_in_order_to_200_206_and_304_and_header_to_everything() {
 #[test]
 fn a_bad_rule_stops_start_up_and_names_it() {
     let s = Scratch::new("rules-bad");
-    let bin = std::env::var("MAPSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapserve").to_owned());
+    let bin =
+        std::env::var("MAPSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapserve").to_owned());
     for (text, args, needle) in [
-        ("[[headers]]\nmatch = \"/a/**\"\nset = { \"Bad Name\" = \"1\" }\n", &[][..], "[[headers]] #1 (match = \"/a/**\")"),
+        (
+            "[[headers]]\nmatch = \"/a/**\"\nset = { \"Bad Name\" = \"1\" }\n",
+            &[][..],
+            "[[headers]] #1 (match = \"/a/**\")",
+        ),
         ("[[headers]]\nmatch = \"/a/{b\"\nset = { X = \"1\" }\n", &[][..], "[[headers]] #1"),
-        ("[[headers]]\nmatch = \"/a\"\nset = { \"Content-Length\" = \"1\" }\n", &[][..], "cannot be overridden"),
+        (
+            "[[headers]]\nmatch = \"/a\"\nset = { \"Content-Length\" = \"1\" }\n",
+            &[][..],
+            "cannot be overridden",
+        ),
         ("", &["--header", "X-Broken"][..], "`X-Broken` is not `Name: value`"),
         ("", &["--cors=ftp:/bad"][..], "cors"),
     ] {
         let cfg = s.write("bad.toml", format!("listen = \"127.0.0.1:0\"\n{text}").as_bytes());
-        let out = std::process::Command::new(&bin).arg(&s.path).arg("-c").arg(&cfg).args(args).output().unwrap();
+        let out =
+            std::process::Command::new(&bin).arg(&s.path).arg("-c").arg(&cfg).args(args).output().unwrap();
         assert!(!out.status.success(), "{text} {args:?} started");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{text} {args:?}: {err}");
@@ -87,7 +97,11 @@ fn cors_answers_preflights_and_exposes_range_headers() {
     let s = Scratch::new("cors");
     s.write("video.mp4", &pattern(10_000, 2));
     let off = Server::start(&s.path);
-    let r = off.req("OPTIONS", "/video.mp4", &[("Origin", "https://a.example"), ("Access-Control-Request-Method", "GET")]);
+    let r = off.req(
+        "OPTIONS",
+        "/video.mp4",
+        &[("Origin", "https://a.example"), ("Access-Control-Request-Method", "GET")],
+    );
     assert_eq!(r.status, 405, "without --cors OPTIONS is refused as before");
     let r = off.req("GET", "/video.mp4", &[("Origin", "https://a.example")]);
     assert_eq!(r.header("access-control-allow-origin"), None);
@@ -97,7 +111,8 @@ fn cors_answers_preflights_and_exposes_range_headers() {
     assert_eq!(r.status, 206);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let exposed = r.header("access-control-expose-headers").unwrap().to_ascii_lowercase();
-    for h in ["content-length", "content-range", "accept-ranges", "etag", "last-modified", "content-encoding"] {
+    for h in ["content-length", "content-range", "accept-ranges", "etag", "last-modified", "content-encoding"]
+    {
         assert!(exposed.contains(h), "{h} exposed: {exposed}");
     }
     let r = any.req(
@@ -127,5 +142,9 @@ fn cors_answers_preflights_and_exposes_range_headers() {
     assert_eq!(r.header("access-control-allow-origin"), None, "an origin not listed");
     assert!(r.headers.iter().any(|(k, v)| k == "vary" && v.contains("origin")));
     let r = listed.req("GET", "/missing", &[("Origin", "https://a.example")]);
-    assert_eq!((r.status, r.header("access-control-allow-origin")), (404, Some("https://a.example")), "errors are readable too");
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (404, Some("https://a.example")),
+        "errors are readable too"
+    );
 }
