@@ -45,6 +45,18 @@ pub const DEFAULT_MAX: u64 = 32 << 20;
 /// until it is done.
 pub const WAIT_MAX: u64 = 256 << 10;
 
+/// The ETag suffix of a variant in `coding`: the coding and its level, so
+/// that a change of level names new bytes with a new tag. (A change of
+/// encoder that alters the output at the same level must bump the `v`.)
+pub fn etag_tag(coding: Coding) -> String {
+    match coding {
+        Coding::Br => format!("br{BROTLI_LEVEL}v1"),
+        Coding::Zstd => format!("zstd{ZSTD_LEVEL}v1"),
+        Coding::Gzip => format!("gzip{GZIP_LEVEL}v1"),
+        Coding::Identity => String::new(),
+    }
+}
+
 /// What is compressed on the fly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompressRules {

@@ -494,13 +494,13 @@ fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
         rt.block_on(async {
             let entry = cache.get(b"a.txt").await.unwrap();
             let before = cache.stats();
-            let br = cache.compressed(&entry, Coding::Br).await.expect("compressed");
-            let gz = cache.compressed(&entry, Coding::Gzip).await.expect("compressed");
+            let br = cache.compressed(&entry, Coding::Br, true).await.expect("compressed");
+            let gz = cache.compressed(&entry, Coding::Gzip, true).await.expect("compressed");
             let after = cache.stats();
             assert_eq!(after.entries, before.entries + 2, "each variant is an entry");
             assert_eq!(after.bytes, before.bytes + br.len() + gz.len(), "in the byte budget");
             assert_eq!(after.compressions, 2);
-            let again = cache.compressed(&entry, Coding::Br).await.unwrap();
+            let again = cache.compressed(&entry, Coding::Br, true).await.unwrap();
             assert!(Arc::ptr_eq(&br, &again), "compressed once per version");
             assert_eq!(cache.stats().compressions, 2);
             drop((br, gz, again, entry));
@@ -512,7 +512,7 @@ fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
             assert_eq!(swept.entries, 0, "inotify={inotify}: file and variants dropped: {swept:?}");
             assert_eq!(swept.bytes, 0);
             let entry = cache.get(b"a.txt").await.unwrap();
-            let br = cache.compressed(&entry, Coding::Br).await.unwrap();
+            let br = cache.compressed(&entry, Coding::Br, true).await.unwrap();
             assert_eq!(cache.stats().compressions, 3, "the new version is compressed anew");
             let mut decoded = Vec::new();
             let mut body = match &br.content {

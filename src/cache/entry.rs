@@ -253,7 +253,7 @@ pub struct Entry {
     /// Its compressed variant per coding (br, zstd, gzip), once made or
     /// found: a hit reaches it without a table lookup. Weak, so that the
     /// table alone decides how long a variant stays.
-    pub variants: [std::sync::OnceLock<std::sync::Weak<Entry>>; 3],
+    pub variants: [std::sync::Mutex<std::sync::Weak<Entry>>; 3],
 }
 
 /// Which headers a response of an entry carries.
@@ -309,7 +309,7 @@ impl Entry {
         let h = &mut entry.headers;
         h.content_type = source.headers.content_type.clone();
         h.compressible = source.headers.compressible;
-        h.etag = tagged(&source.headers.etag, coding.token());
+        h.etag = tagged(&source.headers.etag, &crate::compress::etag_tag(coding));
         h.content_length = HeaderValue::from(len);
         h.last_modified = source.headers.last_modified.clone();
         h.last_modified_secs = source.headers.last_modified_secs;

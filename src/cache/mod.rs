@@ -35,6 +35,7 @@ mod window;
 pub use entry::{Content, Entry, Face, Window};
 pub use hold::{Held, HoldError, Reads};
 pub use listing::{LISTING_READS, LISTING_TTL, ListingRules};
+pub use variant::Ready;
 
 use crate::fs::{FsError, Root};
 use budget::Budget;
@@ -106,7 +107,7 @@ struct Shared {
     /// Compressions under way, by variant key.
     compressions: Flights<Option<Arc<Entry>>>,
     /// Compressions running at once: in the background, and waited for.
-    compress_jobs: (tokio::sync::Semaphore, tokio::sync::Semaphore),
+    compress_jobs: (Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Semaphore>),
     compressions_run: AtomicU64,
     small_file_max: u64,
     window_size: u64,
@@ -202,7 +203,10 @@ impl FileCache {
             compressions: Flights::default(),
             compress_jobs: {
                 let (background, waited) = variant::compress_jobs();
-                (tokio::sync::Semaphore::new(background), tokio::sync::Semaphore::new(waited))
+                (
+                    Arc::new(tokio::sync::Semaphore::new(background)),
+                    Arc::new(tokio::sync::Semaphore::new(waited)),
+                )
             },
             compressions_run: AtomicU64::new(0),
             small_file_max: config.small_file_max,

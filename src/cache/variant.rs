@@ -33,6 +33,7 @@ use crate::http::encoding::Coding;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 /// Most background compressions (of files over `compress::WAIT_MAX`)
 /// running at once: half the cores, so that they never take them all.
@@ -42,6 +43,10 @@ pub(super) fn compress_jobs() -> (usize, usize) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores.div_ceil(2), cores)
 }
+
+/// How long a compression that found no room in the budget is not tried
+/// again for the same file version.
+const NO_ROOM_RETRY: Duration = Duration::from_secs(5);
 
 /// Which sidecars exist next to a file, and how to tell the answer still
 /// holds.
@@ -133,45 +138,65 @@ impl FileCache {
     /// `source` compressed in `coding`, if that is ready or (for a source up
     /// to `compress::WAIT_MAX`) done now; `None` when it does not gain, when
     /// the source changed while it was read, or while a background
-    /// compression of a larger source runs (this call starts it).
-    pub async fn compressed(&self, source: &Arc<Entry>, coding: Coding) -> Option<Arc<Entry>> {
-        match self.compressed_now(source, coding) {
-            Ok(variant) => variant,
-            Err(key) => self.compress(key, source.clone(), coding, false).await,
+    /// compression of a larger source runs (this call starts it if a
+    /// background slot is free).
+    pub async fn compressed(&self, source: &Arc<Entry>, coding: Coding, start: bool) -> Option<Arc<Entry>> {
+        match self.compressed_now(source, coding, start) {
+            Ready::Now(variant) => variant,
+            Ready::Pending => None,
+            Ready::Wait(key) => {
+                // In a task of its own: a caller that goes away does not
+                // cancel the work (the next caller joins it instead of
+                // starting it again).
+                let cache = self.clone();
+                let source = source.clone();
+                tokio::spawn(async move { cache.compress(key, source, coding, false).await })
+                    .await
+                    .ok()
+                    .flatten()
+            }
         }
     }
 
-    /// [`FileCache::compressed`] without waiting: `Err(key)` when the
-    /// request would have to wait for the compression.
-    pub fn compressed_now(&self, source: &Arc<Entry>, coding: Coding) -> Result<Option<Arc<Entry>>, Vec<u8>> {
+    /// [`FileCache::compressed`] without waiting. With `start`, a background
+    /// compression is started when the source is too large to wait for.
+    pub fn compressed_now(&self, source: &Arc<Entry>, coding: Coding, start: bool) -> Ready {
         if !matches!(source.content, Content::Heap(_) | Content::Mapped(_)) {
-            return Ok(None);
+            return Ready::Now(None);
         }
-        let Some(slot) = source.variants.get(coding as usize) else { return Ok(None) };
+        let Some(slot) = source.variants.get(coding as usize) else { return Ready::Now(None) };
         // Made from this version: current exactly while the source is, which
-        // the caller has just checked.
-        if let Some(variant) = slot.get().and_then(std::sync::Weak::upgrade) {
+        // the caller has just checked (a "no room" marker also expires).
+        let known = slot.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+        if let Some(variant) = known.filter(|v| v.expires.is_none_or(|at| Instant::now() < at)) {
             self.shared.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(variant.headers.content_encoding.is_some().then_some(variant));
+            return Ready::Now(variant.headers.content_encoding.is_some().then_some(variant));
         }
         let key = variant_key(source, coding);
         if let Some(Cached::File(variant)) = self.shared.table.get(&key) {
             if self.shared.is_fresh(&variant) {
                 self.shared.hits.fetch_add(1, Ordering::Relaxed);
-                let _ = slot.set(Arc::downgrade(&variant));
-                return Ok(variant.headers.content_encoding.is_some().then_some(variant));
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&variant);
+                return Ready::Now(variant.headers.content_encoding.is_some().then_some(variant));
             }
             self.shared.forget(&key, &variant);
         }
-        if source.len() > compress::WAIT_MAX {
-            if !self.shared.compressions.contains(&key) {
+        if source.len() <= compress::WAIT_MAX {
+            return Ready::Wait(key);
+        }
+        if start && !self.shared.compressions.contains(&key) {
+            // Bounded: with every background slot busy, nothing is queued
+            // (and no source is pinned waiting); a later request retries.
+            if let Ok(permit) = self.shared.compress_jobs.0.clone().try_acquire_owned() {
                 let cache = self.clone();
                 let source = source.clone();
-                tokio::spawn(async move { cache.compress(key, source, coding, true).await });
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    cache.compress(key, source, coding, true).await
+                });
             }
-            return Ok(None);
         }
-        Err(key)
+        Ready::Pending
     }
 
     async fn compress(
@@ -183,12 +208,23 @@ impl FileCache {
     ) -> Option<Arc<Entry>> {
         let input = source.clone();
         let run = || async {
-            let jobs = if background { &self.shared.compress_jobs.0 } else { &self.shared.compress_jobs.1 };
-            let Ok(_permit) = jobs.acquire().await else { return None };
+            // A background job already holds its slot; a waited-for one
+            // takes one of the other pool's, and keeps it until the
+            // compression itself ends.
+            let permit = if background {
+                None
+            } else {
+                Some(self.shared.compress_jobs.1.clone().acquire_owned().await.ok()?)
+            };
             let shared = self.shared.clone();
             let key = key.clone();
             let source = input;
             let task = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                // Changed while it waited for a slot: not worth compressing.
+                if !shared.is_fresh(&source) {
+                    return None;
+                }
                 super::budget::with_inline_unmap(|| shared.compress(&key, &source, coding))
             });
             task.await.ok().flatten()
@@ -196,10 +232,22 @@ impl FileCache {
         // Every load of this key is of the one version the key names.
         let (variant, _) = self.shared.compressions.run(&key, run).await;
         if let (Some(v), Some(slot)) = (&variant, source.variants.get(coding as usize)) {
-            let _ = slot.set(Arc::downgrade(v));
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(v);
         }
         variant.filter(|v| v.headers.content_encoding.is_some())
     }
+}
+
+/// Whether a compressed variant is at hand.
+#[derive(Debug)]
+pub enum Ready {
+    /// Decided now: the variant, or `None` (it does not gain, or cannot be
+    /// made).
+    Now(Option<Arc<Entry>>),
+    /// Being made in the background (or to be retried later).
+    Pending,
+    /// To be made while the request waits (the variant's key).
+    Wait(Vec<u8>),
 }
 
 /// `sidecar` as a representation of `entry`: a file not older than it. A
@@ -287,26 +335,28 @@ impl Shared {
             ms = started.elapsed().as_millis() as u64,
             "compressed"
         );
-        let (variant, cached) = if compress::worth_it(input.len(), out.len()) {
-            let len = out.len() as u64;
-            match self.reserve(len, false) {
-                Some(r) => (
-                    Entry::encoded(source, coding, Bytes::from_owner(super::budget::HeapOwner::new(out, r))),
-                    true,
-                ),
-                None => (Entry::encoded(source, coding, Bytes::from(out)), false),
-            }
-        } else {
-            // A marker: this version does not gain from this coding.
+        let marker = |expires| {
             let mut marker = Entry::encoded(source, coding, Bytes::new());
             marker.headers.content_encoding = None;
-            (marker, true)
+            marker.expires = expires;
+            marker
+        };
+        let reserved =
+            compress::worth_it(input.len(), out.len()).then(|| self.reserve(out.len() as u64, false));
+        let variant = match reserved {
+            Some(Some(r)) => {
+                Entry::encoded(source, coding, Bytes::from_owner(super::budget::HeapOwner::new(out, r)))
+            }
+            // No room in the budget (everything else in use): identity for
+            // now, and a marker so that requests do not compress it again
+            // and again; it expires, and then a request tries again.
+            Some(None) => marker(Some(Instant::now() + NO_ROOM_RETRY)),
+            // This version does not gain from this coding.
+            None => marker(source.expires),
         };
         let variant = Arc::new(variant);
-        if cached {
-            if let Ok(displaced) = self.table.insert(key, Cached::File(variant.clone())) {
-                self.dispose(displaced);
-            }
+        if let Ok(displaced) = self.table.insert(key, Cached::File(variant.clone())) {
+            self.dispose(displaced);
         }
         Some(variant)
     }

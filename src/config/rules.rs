@@ -128,10 +128,14 @@ pub fn resolve(cli: CliRules, file: &FileConfig) -> Result<ResponseRules, Config
     let mut header_rules = Vec::new();
     for (i, table) in file.headers.iter().flatten().enumerate() {
         let rule = format!("[[headers]] #{} (match = \"{}\")", i + 1, table.glob);
-        if !table.glob.starts_with('/') && !table.glob.starts_with('*') {
+        // `*` stays within a segment, so only `/...` and `**...` can match
+        // a path (which starts with `/`).
+        if !table.glob.starts_with('/') && !table.glob.starts_with("**") {
             return Err(invalid(
                 "headers",
-                format!("{rule}: the glob must start with `/` (it matches URL paths)"),
+                format!(
+                    "{rule}: the glob must start with `/` or `**` (it matches URL paths, which start with `/`)"
+                ),
             ));
         }
         crate_glob(&table.glob).map_err(|e| invalid("headers", format!("{rule}: {e}")))?;

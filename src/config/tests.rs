@@ -239,6 +239,7 @@ fn response_rules_are_checked_and_name_the_rule() {
         ),
         (&[][..], "[[headers]]\nmatch = \"/a\"\nset = { X = \"a\\u0001b\" }\n", "not a valid header value"),
         (&[][..], "[[headers]]\nmatch = \"assets/*\"\nset = { X = \"1\" }\n", "must start with `/`"),
+        (&[][..], "[[headers]]\nmatch = \"*.js\"\nset = { X = \"1\" }\n", "must start with `/` or `**`"),
     ] {
         let err = resolve(cli(args), file(text)).unwrap_err().to_string();
         assert!(err.contains(needle), "{args:?} {text}: {err}");

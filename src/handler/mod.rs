@@ -119,13 +119,7 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
     let quota = conn.as_ref().and_then(|c| c.tracker.quota());
-    let served = match &app.cors {
-        Some(cors) if req.method == Method::OPTIONS => {
-            Ok(response::options(cors::is_preflight(&req.headers).then(|| cors.preflight(&req.headers))))
-        }
-        _ => serve(&app, &req, head, quota).await,
-    };
-    let mut response = match served {
+    let mut response = match serve(&app, &req, head, quota).await {
         Ok(response) => response,
         Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
             match Box::pin(not_found_page(&app, &req, head, quota)).await {
@@ -175,7 +169,8 @@ async fn serve(
     quota: Option<&Arc<Quota>>,
 ) -> Result<Response<crate::body::FileBody>, ServeError> {
     let method = &req.method;
-    if method != Method::GET && method != Method::HEAD {
+    let options = method == Method::OPTIONS && app.cors.is_some();
+    if method != Method::GET && method != Method::HEAD && !options {
         return Err(ServeError::MethodNotAllowed);
     }
     // One pass over the few header lines instead of two hashed lookups.
@@ -194,6 +189,10 @@ async fn serve(
     let codings = || req.headers.get_all(header::TRANSFER_ENCODING).iter().map(HeaderValue::as_bytes);
     if coded && !crate::http::host::known_transfer_coding(codings()) {
         return Err(ServeError::NotImplemented);
+    }
+    if let Some(cors) = app.cors.as_ref().filter(|_| options) {
+        let preflight = cors::is_preflight(&req.headers).then(|| cors.preflight(&req.headers));
+        return Ok(response::options(preflight));
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
     let listing = app.browse.listing.filter(|_| rel.has_trailing_slash());
@@ -234,12 +233,18 @@ async fn serve(
     send(app, req, head, quota, entry, role).await
 }
 
+/// Marks a response that is not of the file its path names (the
+/// `--fallback` page).
+#[derive(Debug, Clone, Copy)]
+struct StandIn;
+
 /// Operator headers and CORS, on whatever the response is.
 fn finish(app: &App, req: &Parts, response: &mut Response<crate::body::FileBody>) {
     let status = response.status().as_u16();
+    let stand_in = response.extensions().get::<StandIn>().is_some();
     let headers = response.headers_mut();
     app.rules.apply_global(headers);
-    if app.rules.has_paths() && matches!(status, 200 | 206 | 304) {
+    if app.rules.has_paths() && matches!(status, 200 | 206 | 304) && !stand_in {
         if let Ok(rel) = path::parse(req.uri.path(), app.hidden) {
             let mut decoded = String::from("/");
             decoded.push_str(&String::from_utf8_lossy(rel.as_bytes()));
@@ -310,16 +315,33 @@ async fn send(
             Err(asked) => Box::pin(represent::choose(app, req, asked)).await,
         },
     };
-    let represent::Chosen { mut entry, face, vary } = chosen;
-    let plan_for =
-        |entry: &Entry| if role == Role::NotFound { Plan::Full } else { plan(app, req, entry, face) };
-    let mut plan = plan_for(&entry);
+    let represent::Chosen { mut entry, mut face, mut vary, asked } = chosen;
+    let plan_for = |entry: &Entry, face, vary: bool| match role {
+        Role::NotFound => Plan::Full,
+        _ => {
+            let h = entry.face(face);
+            // One of several codings of the resource: coded, or could be.
+            let varies = vary
+                || h.content_encoding.is_some()
+                || app.policy.compress.applies(h.compressible, entry.len());
+            plan(app, req, entry, face, varies)
+        }
+    };
+    let mut plan = plan_for(&entry, face, vary);
     let held = match hold(app, &entry, reads(&plan, head), quota).await {
+        // A sidecar replaced between the lookup and the open: the file
+        // itself (the sidecar's new version is not known to be fresh).
+        Err(HoldError::Stale) if asked.is_some() => {
+            entry = asked.unwrap_or(entry);
+            (face, vary) = (crate::cache::Face::Own, true);
+            plan = plan_for(&entry, face, vary);
+            hold(app, &entry, reads(&plan, head), quota).await
+        }
         // Replaced between the lookup and the open: serve the new version.
         Err(HoldError::Stale) => {
             let key = entry.key.clone();
             entry = Box::pin(app.cache.reload(&key, &entry)).await?;
-            plan = plan_for(&entry);
+            plan = plan_for(&entry, face, vary);
             hold(app, &entry, reads(&plan, head), quota).await
         }
         other => other,
@@ -348,7 +370,11 @@ async fn send(
                 response::attach(&mut response, &asked);
             }
         }
-        Role::Fallback => response::varies_with_accept(&mut response),
+        Role::Fallback => {
+            response::varies_with_accept(&mut response);
+            // Not the file the path names: no path rule applies to it.
+            response.extensions_mut().insert(StandIn);
+        }
         Role::NotFound => response::as_not_found(&mut response, app.browse.fallback.is_some()),
     }
     Ok(response)
@@ -385,14 +411,19 @@ fn reads(plan: &Plan, head: bool) -> Reads {
 }
 
 /// Preconditions (RFC 9110 §13.2.2), then the range, decide what to send
-/// of the representation (`entry` seen as `face`).
-fn plan(app: &App, req: &Parts, entry: &Entry, face: crate::cache::Face) -> Plan {
+/// of the representation (`entry` seen as `face`; `varies`: the resource has
+/// several codings).
+fn plan(app: &App, req: &Parts, entry: &Entry, face: crate::cache::Face, varies: bool) -> Plan {
     let h = entry.face(face);
     let validators = Validators {
         etag: h.etag.as_bytes(),
         last_modified: h.last_modified_secs,
         // Only If-Range asks whether Last-Modified is strong (§8.8.2.2).
-        last_modified_is_strong: req.headers.contains_key(header::IF_RANGE)
+        // It never is for a resource with several codings: the codings
+        // share the date but not the bytes, so a range resumed by date
+        // could splice one coding onto another.
+        last_modified_is_strong: !varies
+            && req.headers.contains_key(header::IF_RANGE)
             && h.last_modified_secs.is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
     };
     let is_get = req.method == Method::GET;
@@ -408,6 +439,9 @@ fn plan(app: &App, req: &Parts, entry: &Entry, face: crate::cache::Face) -> Plan
                         RangeOutcome::Full => Plan::Full,
                         RangeOutcome::Unsatisfiable => Plan::Unsatisfiable,
                         RangeOutcome::Single(r) => Plan::Single(r),
+                        // A coded body in multipart/byteranges would read as
+                        // a coded multipart body: send it whole.
+                        RangeOutcome::Multi(_) if h.content_encoding.is_some() => Plan::Full,
                         RangeOutcome::Multi(v) => Plan::Multi(v),
                     }
                 }

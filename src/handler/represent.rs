@@ -16,7 +16,7 @@
 //!   carry it; a type that is not, but has a sidecar, varies all the same.
 
 use super::App;
-use crate::cache::{Content, Entry, Face};
+use crate::cache::{Content, Entry, Face, Ready};
 use crate::http::encoding::{self, Coding};
 use http::request::Parts;
 use http::{HeaderValue, header};
@@ -31,12 +31,19 @@ pub(super) struct Chosen {
     pub face: Face,
     /// Add `Vary: Accept-Encoding` (not in the prebuilt headers).
     pub vary: bool,
+    /// For a sidecar: the file asked for, to fall back on if the sidecar
+    /// turns out replaced when it is opened.
+    pub asked: Option<Arc<Entry>>,
 }
 
 impl Chosen {
     /// The entry as it is.
     pub(super) fn identity(entry: Arc<Entry>, vary: bool) -> Chosen {
-        Chosen { entry, face: Face::Own, vary }
+        Chosen { entry, face: Face::Own, vary, asked: None }
+    }
+
+    fn sidecar(sidecar: Arc<Entry>, coding: Coding, asked: Arc<Entry>) -> Chosen {
+        Chosen { entry: sidecar, face: Face::Sidecar(coding), vary: false, asked: Some(asked) }
     }
 }
 
@@ -115,21 +122,23 @@ pub(super) fn choose_now(app: &App, req: &Parts, entry: Arc<Entry>) -> Result<Ch
         Ok(n) => n,
         Err(vary) => return Ok(Chosen::identity(entry, vary)),
     };
+    // Once one background compression is under way, the others only serve
+    // what is ready: one request starts at most one.
+    let mut started = false;
     while let Some(coding) = n.next() {
         if n.has_sidecar(coding) {
             match app.cache.sidecar_now(&entry, coding) {
-                Some(Some(sidecar)) => {
-                    return Ok(Chosen { entry: sidecar, face: Face::Sidecar(coding), vary: false });
-                }
+                Some(Some(sidecar)) => return Ok(Chosen::sidecar(sidecar, coding, entry)),
                 Some(None) => {}
                 None => return Err(entry),
             }
         }
         if n.on_the_fly {
-            match app.cache.compressed_now(&entry, coding) {
-                Ok(Some(variant)) => return Ok(Chosen::identity(variant, false)),
-                Ok(None) => {}
-                Err(_) => return Err(entry),
+            match app.cache.compressed_now(&entry, coding, !started) {
+                Ready::Now(Some(variant)) => return Ok(Chosen::identity(variant, false)),
+                Ready::Now(None) => {}
+                Ready::Pending => started = true,
+                Ready::Wait(_) => return Err(entry),
             }
         }
         n.drop(coding);
@@ -144,16 +153,19 @@ pub(super) async fn choose(app: &App, req: &Parts, entry: Arc<Entry>) -> Chosen 
         Ok(n) => n,
         Err(vary) => return Chosen::identity(entry, vary),
     };
+    let mut started = false;
     while let Some(coding) = n.next() {
         if n.has_sidecar(coding) {
             if let Some(sidecar) = app.cache.sidecar(&entry, coding).await {
-                return Chosen { entry: sidecar, face: Face::Sidecar(coding), vary: false };
+                return Chosen::sidecar(sidecar, coding, entry);
             }
         }
         if n.on_the_fly {
-            if let Some(variant) = app.cache.compressed(&entry, coding).await {
+            if let Some(variant) = app.cache.compressed(&entry, coding, !started).await {
                 return Chosen::identity(variant, false);
             }
+            // A larger file: its compression runs in the background now.
+            started |= entry.len() > crate::compress::WAIT_MAX;
         }
         n.drop(coding);
     }

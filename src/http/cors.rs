@@ -30,6 +30,7 @@ const ALLOW_HEADERS: &str =
 pub const MAX_AGE: HeaderValue = HeaderValue::from_static("7200");
 const ANY: HeaderValue = HeaderValue::from_static("*");
 const ORIGIN: HeaderValue = HeaderValue::from_static("origin");
+const REQUEST_HEADERS: HeaderValue = HeaderValue::from_static("access-control-request-headers");
 
 /// Which origins may read responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,8 @@ impl Cors {
         headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, METHODS);
         headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers(req));
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, MAX_AGE);
+        // The allowed headers echo the request's.
+        headers.append(header::VARY, REQUEST_HEADERS);
         headers
     }
 }

@@ -52,6 +52,14 @@ fn header_rules_apply_in_order_to_200_206_and_304_and_header_to_everything() {
     assert_eq!(r.header("x-asset"), None);
     let r = srv.req("GET", "/docs/", &[("Accept", "text/html")]);
     assert_eq!((r.status, r.header("x-listing")), (200, Some("1")), "listings too");
+    // The --fallback page stands in for a missing path: no path rule.
+    s.write("index.html", b"<!doctype html><p>app</p>");
+    let cfg = s.path.join("mapserve.toml");
+    let spa =
+        Launch::new(&s.path).arg("-c").arg(cfg.to_str().unwrap()).args(&["--fallback", "index.html"]).start();
+    let r = spa.req("GET", "/assets/route/that/is/not/a/file", &[("Accept", "text/html")]);
+    assert_eq!((r.status, r.header("x-asset")), (200, None));
+    assert_eq!(r.header("x-served-by"), Some("mapserve"));
     // Errors get --header but no path rule.
     let r = srv.get("/assets/missing.js");
     assert_eq!(r.status, 404);
@@ -132,6 +140,10 @@ fn cors_answers_preflights_and_exposes_range_headers() {
     }
     assert!(r.header("access-control-max-age").is_some());
     assert_eq!(r.body.len(), 0);
+    assert!(r.headers.iter().any(|(k, v)| k == "vary" && v.contains("access-control-request-headers")));
+    // Framing rules come first: an HTTP/1.1 OPTIONS without Host is 400.
+    let raw = any.raw(b"OPTIONS /video.mp4 HTTP/1.1\r\nOrigin: https://a.example\r\nAccess-Control-Request-Method: GET\r\nConnection: close\r\n\r\n");
+    assert_eq!(Resp::parse(&raw, false).status, 400);
 
     let listed = Launch::new(&s.path).arg("--cors=https://a.example,http://localhost:3000").start();
     let r = listed.req("GET", "/video.mp4", &[("Origin", "http://localhost:3000")]);
