@@ -25,6 +25,7 @@ mod flight;
 mod hold;
 mod listing;
 mod load;
+mod mapping;
 mod root;
 mod sweep;
 pub mod table;
