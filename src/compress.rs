@@ -32,11 +32,10 @@ pub const ZSTD_LEVEL: i32 = 12;
 /// gzip level (0..=9).
 pub const GZIP_LEVEL: u32 = 6;
 
-/// Default smallest file compressed: below this the headers and the
-/// coding's framing eat the gain.
-pub const DEFAULT_MIN: u64 = 1 << 10;
-/// Default largest file compressed.
-pub const DEFAULT_MAX: u64 = 32 << 20;
+/// Default smallest file compressed (`--compress-min`).
+pub const DEFAULT_MIN: u64 = crate::config::DEFAULT_COMPRESS_MIN;
+/// Default largest file compressed (`--compress-max`).
+pub const DEFAULT_MAX: u64 = crate::config::DEFAULT_COMPRESS_MAX;
 
 /// Files up to this size are compressed while the first request waits (at
 /// the levels above, at most about 25 ms on one core of the measuring
@@ -236,12 +235,6 @@ mod tests {
         assert!(!rules.applies(false, 1024), "not a compressible type");
         assert!(!rules.applies(true, DEFAULT_MAX + 1), "above the maximum");
         assert!(!CompressRules { enabled: false, ..rules }.applies(true, 4096));
-    }
-
-    #[test]
-    fn the_config_layer_has_the_same_defaults() {
-        use crate::config::rules::crate_default;
-        assert_eq!((crate_default::MIN, crate_default::MAX), (DEFAULT_MIN, DEFAULT_MAX));
     }
 
     #[test]

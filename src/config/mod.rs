@@ -40,6 +40,11 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// Default cap on ranges in one multipart response.
 pub const DEFAULT_MAX_RANGES: usize = 64;
+/// Default smallest file compressed: below it the headers and the coding's
+/// framing eat the gain.
+pub const DEFAULT_COMPRESS_MIN: u64 = 1 << 10;
+/// Default largest file compressed.
+pub const DEFAULT_COMPRESS_MAX: u64 = 32 << 20;
 /// Default cap on the entries one listing shows.
 pub const DEFAULT_LISTING_MAX_ENTRIES: usize = 10_000;
 /// Default log filter.

@@ -117,8 +117,10 @@ pub fn resolve(cli: CliRules, file: &FileConfig) -> Result<ResponseRules, Config
     let compress = flag("compress", cli.compress, file.compress.as_ref(), true)?;
     let precompressed = flag("precompressed", cli.precompressed, file.precompressed.as_ref(), true)?;
     let size_of = |key, cli, file: &Option<Size>, default| size(key, cli, file.clone(), default);
-    let compress_min = size_of("compress-min", cli.compress_min, &file.compress_min, crate_default::MIN)?;
-    let compress_max = size_of("compress-max", cli.compress_max, &file.compress_max, crate_default::MAX)?;
+    let compress_min =
+        size_of("compress-min", cli.compress_min, &file.compress_min, super::DEFAULT_COMPRESS_MIN)?;
+    let compress_max =
+        size_of("compress-max", cli.compress_max, &file.compress_max, super::DEFAULT_COMPRESS_MAX)?;
     if compress_min > compress_max {
         return Err(invalid("compress-min", "must not be larger than compress-max"));
     }
@@ -138,7 +140,7 @@ pub fn resolve(cli: CliRules, file: &FileConfig) -> Result<ResponseRules, Config
                 ),
             ));
         }
-        crate_glob(&table.glob).map_err(|e| invalid("headers", format!("{rule}: {e}")))?;
+        glob(&table.glob).map_err(|e| invalid("headers", format!("{rule}: {e}")))?;
         if table.set.is_empty() {
             return Err(invalid("headers", format!("{rule}: `set` is empty")));
         }
@@ -161,16 +163,8 @@ pub fn resolve(cli: CliRules, file: &FileConfig) -> Result<ResponseRules, Config
     Ok(ResponseRules { compress, compress_min, compress_max, precompressed, headers, header_rules, cors })
 }
 
-/// Checks a glob with the options the rules use (`*` within a segment).
-fn crate_glob(pattern: &str) -> Result<(), globset::Error> {
-    globset::GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build().map(|_| ())
-}
-
-/// The compression limits' defaults (mirrored in `compress`, which the
-/// config layer may not use; a test checks they agree).
-pub mod crate_default {
-    /// `--compress-min`.
-    pub const MIN: u64 = 1 << 10;
-    /// `--compress-max`.
-    pub const MAX: u64 = 32 << 20;
+/// A glob as the rules use it: `*` and `?` stay within a segment. Checked
+/// here at start-up, compiled with the same options by `http::rules`.
+pub fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build()
 }

@@ -14,7 +14,8 @@
 //!   response, whose type describes the parts.
 
 use crate::config::HeaderRule;
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use crate::config::rules::glob;
+use globset::{GlobSet, GlobSetBuilder};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The compiled rules.
@@ -23,11 +24,6 @@ pub struct HeaderRules {
     global: Vec<(HeaderName, HeaderValue)>,
     paths: Vec<Vec<(HeaderName, HeaderValue)>>,
     set: GlobSet,
-}
-
-/// A glob as rules use it: `*` does not cross `/`.
-pub fn glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build()
 }
 
 impl HeaderRules {

@@ -33,15 +33,8 @@ fn json_names(v: &serde_json::Value) -> Vec<String> {
 
 /// Parses `body` with html5lib in strict mode (any HTML5 parse error fails).
 fn assert_parses_as_html5(body: &[u8], what: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", "import html5lib, sys; html5lib.HTMLParser(strict=True).parse(sys.stdin.buffer.read())"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out =
+        python("import html5lib, sys; html5lib.HTMLParser(strict=True).parse(sys.stdin.buffer.read())", body);
     assert!(out.status.success(), "{what} is not clean HTML5: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -26,6 +26,23 @@ fn luminance(css: &str) -> f64 {
     (0.2126 * nums[0] + 0.7152 * nums[1] + 0.0722 * nums[2]) / 255.0
 }
 
+/// Runs `browser.py` against `base` with output under `out` (relative to
+/// the crate), and returns its JSON report (every step done) and `out`.
+fn browser_py(out: &str, base: &str, args: &[&str]) -> (serde_json::Value, std::path::PathBuf) {
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(out);
+    let _ = std::fs::remove_dir_all(&out);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/browser.py");
+    let mut argv = vec![script.to_str().unwrap(), "--base", base, "--out", out.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let run = run("python3", &argv);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "browser.py failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
+    assert_eq!(v["failed_steps"], serde_json::json!([]), "{stderr}");
+    (v, out)
+}
+
 #[test]
 fn chromium_renders_sorts_filters_and_downloads() {
     if !works("chromedriver", &["--version"]) {
@@ -42,28 +59,11 @@ fn chromium_renders_sorts_filters_and_downloads() {
     s.write("<img src=x onerror=alert(1)>.txt", b"xss");
     let cv = s.write("résumé 2026 ✓.txt", &pattern(12_345, 5));
     let srv = Server::start(&s.path);
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
-    let _ = std::fs::remove_dir_all(&out);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/browser.py");
-    let run = run(
-        "python3",
-        &[
-            script.to_str().unwrap(),
-            "--base",
-            &srv.url(""),
-            "--out",
-            out.to_str().unwrap(),
-            "--filter-text",
-            "ab",
-            "--download-name",
-            "résumé 2026 ✓.txt",
-        ],
+    let (v, out) = browser_py(
+        "target/browser",
+        &srv.url(""),
+        &["--filter-text", "ab", "--download-name", "résumé 2026 ✓.txt"],
     );
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "browser.py failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
-    assert_eq!(v["failed_steps"], serde_json::json!([]), "{stderr}");
     // The page's own script runs under its Content-Security-Policy (the
     // filter below works), and nothing was refused.
     let console = v["console_errors"].to_string();
@@ -163,30 +163,9 @@ fn chromium_runs_a_compressed_script_and_reads_ranges_across_origins_only_with_c
     // What Chromium gets for its Accept-Encoding: brotli.
     let r = page.req("HEAD", "/enc/app.js", &[("Accept-Encoding", "gzip, deflate, br, zstd")]);
     assert_eq!(r.header("content-encoding"), Some("br"));
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-enc");
-    let _ = std::fs::remove_dir_all(&out);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/browser.py");
-    let run = run(
-        "python3",
-        &[
-            script.to_str().unwrap(),
-            "--base",
-            origin,
-            "--out",
-            out.to_str().unwrap(),
-            "--steps",
-            "encoded_script,cors",
-            "--cors-ok",
-            &with_cors.url(""),
-            "--cors-off",
-            &without.url(""),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "browser.py failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&v).unwrap());
-    assert_eq!(v["failed_steps"], serde_json::json!([]), "{stderr}");
+    let cors =
+        ["--steps", "encoded_script,cors", "--cors-ok", &with_cors.url(""), "--cors-off", &without.url("")];
+    let (v, _) = browser_py("target/browser-enc", origin, &cors);
     let e = &v["encoded_script"];
     assert_eq!(e["ran"], 42, "the brotli-encoded script ran");
     assert_eq!(e["title"], "ran");

@@ -26,7 +26,6 @@ pub(crate) fn text(len: usize, seed: u64) -> Vec<u8> {
 
 /// Decodes `data` in `coding` with Python's own decoders.
 pub(crate) fn py_decode(coding: &str, data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
     let script = match coding {
         "br" => "import brotli,sys; sys.stdout.buffer.write(brotli.decompress(sys.stdin.buffer.read()))",
         "zstd" => {
@@ -35,16 +34,21 @@ pub(crate) fn py_decode(coding: &str, data: &[u8]) -> Vec<u8> {
         "gzip" => "import gzip,sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))",
         other => panic!("no decoder for {other}"),
     };
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python could not decode {coding}");
+    let out = python(script, data);
+    assert!(
+        out.status.success(),
+        "python could not decode {coding}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
+}
+
+/// `data` gzipped at `level` (a sidecar as a build step would make it).
+fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
 fn vary_names(r: &Resp) -> Vec<String> {
@@ -257,12 +261,7 @@ fn sidecars_are_used_when_fresh_and_ignored_when_stale_or_gone() {
         let r = srv.req("GET", "/app.js", &ae);
         assert_eq!(r.header("content-encoding"), None, "{mode}: no sidecar yet, no compression");
         // A sidecar that appears is used by the very next request.
-        let gz = {
-            use std::io::Write;
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            e.write_all(&body).unwrap();
-            e.finish().unwrap()
-        };
+        let gz = gzip(&body, 9);
         s.write("app.js.gz", &gz);
         let r = srv.req("GET", "/app.js", &ae);
         assert_eq!(r.header("content-encoding"), Some("gzip"), "{mode}: sidecar appeared");
@@ -297,12 +296,7 @@ fn sidecars_are_used_when_fresh_and_ignored_when_stale_or_gone() {
             assert!(r.body == newer);
         }
         // Rebuilt: used again.
-        let gz2 = {
-            use std::io::Write;
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(&newer).unwrap();
-            e.finish().unwrap()
-        };
+        let gz2 = gzip(&newer, 1);
         s.write("app.js.gz", &gz2);
         let r = srv.req("GET", "/app.js", &ae);
         assert_eq!(r.header("content-encoding"), Some("gzip"), "{mode}: rebuilt sidecar");
