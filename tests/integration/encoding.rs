@@ -308,6 +308,21 @@ fn sidecars_are_used_when_fresh_and_ignored_when_stale_or_gone() {
         let log = log_at_exit(srv);
         assert_eq!(log.matches("older than its source").count(), 1, "{mode}: logged once:\n{log}");
     }
+    // --precompressed=false: a fresh sidecar is an ordinary file only.
+    let s = Scratch::new("enc-side-off");
+    let body = text(5_000, 9);
+    s.write("app.js", &body);
+    std::thread::sleep(Duration::from_millis(20));
+    s.write("app.js.gz", &gzip(&body, 9));
+    let off = Launch::new(&s.path).args(&["--precompressed=false", "--compress=false"]).start();
+    let r = off.req("GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!((r.header("content-encoding"), r.body == body), (None, true));
+    assert!(vary_names(&r).is_empty(), "nothing varies");
+    let on = Launch::new(&s.path).arg("--compress=false").start();
+    assert_eq!(
+        on.req("GET", "/app.js", &[("Accept-Encoding", "gzip")]).header("content-encoding"),
+        Some("gzip")
+    );
 }
 
 #[test]
