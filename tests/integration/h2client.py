@@ -239,8 +239,9 @@ def flood(port, kind, secs, split=False):
         except BlockingIOError:
             time.sleep(0.001)
         except OSError:
+            # The server closed (reset, since flood bytes were left unread):
+            # what it sent before may still be queued here, GOAWAY included.
             closed_after = round(time.time() - start, 2)
-            break
         try:
             while True:
                 chunk = sock.recv(1 << 20)
