@@ -13,7 +13,7 @@
 //! one line saying how many more were cancelled, so that a client cannot
 //! fill the disk with the server's log.
 
-use std::net::SocketAddr;
+use crate::peer::Peer;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -24,7 +24,9 @@ pub(crate) const CANCELLED_PER_SEC: u32 = 20;
 #[derive(Debug)]
 pub struct AccessRecord {
     /// Client address.
-    pub client: SocketAddr,
+    pub client: Peer,
+    /// The client used HTTPS (here, or at a trusted proxy).
+    pub https: bool,
     /// Request method.
     pub method: http::Method,
     /// Request path and query as received.
@@ -80,7 +82,7 @@ impl Repeats {
     }
 
     /// Writes the summary of suppressed lines, if any (at connection end).
-    pub fn flush(&self, client: SocketAddr) {
+    pub fn flush(&self, client: Peer) {
         let suppressed = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).suppressed);
         if suppressed > 0 {
             tracing::info!(
@@ -135,6 +137,7 @@ pub(crate) fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats:
     tracing::info!(
         target: "mapserve::access",
         client = %record.client,
+        scheme = if record.https { "https" } else { "http" },
         method = %record.method,
         target = %record.target,
         version = ?record.version,
@@ -147,7 +150,7 @@ pub(crate) fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats:
 }
 
 /// Writes the line of a request refused before it reached the handler.
-pub(crate) fn refused(client: SocketAddr, status: u16, why: &str) {
+pub(crate) fn refused(client: Peer, status: u16, why: &str) {
     tracing::info!(
         target: "mapserve::access",
         %client,

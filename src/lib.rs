@@ -12,6 +12,7 @@
 //! | `body` | response bodies: chunks, each checked before it leaves |
 //! | `track` | what a connection and its requests share |
 //! | `access` | the access log |
+//! | `peer` | who a connection or request comes from |
 //! | `cache` | entries, windows, budget, loading, change detection, ROOT, rendered listings |
 //! | `listing` | directory listings: read, sort, render as HTML or JSON |
 //! | `compress` | which responses are compressed, at what level; the encoders |
@@ -48,6 +49,7 @@ pub mod logging;
 pub mod mmap;
 pub mod pages;
 pub mod path;
+pub mod peer;
 mod quota;
 pub mod response;
 pub mod server;

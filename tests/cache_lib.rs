@@ -28,6 +28,8 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
         verified_sends: false,
         window_size: 64 << 20,
         max_open_files: 1000,
+        etag: Default::default(),
+        etag_hash_max: 0,
     };
     tweak(&mut c);
     FileCache::new(dir, false, &c).unwrap()

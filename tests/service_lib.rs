@@ -41,6 +41,8 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
                 prefault: true,
                 verified_sends: false,
                 max_open_files: 10,
+                etag: Default::default(),
+                etag_hash_max: 0,
             },
         )
         .unwrap()
@@ -54,13 +56,14 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
         browse: Default::default(),
         rules: Default::default(),
         cors: None,
+        trusted: Default::default(),
     });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let service =
-            mapserve::app::service_with::<_, _, hyper::body::Incoming>(panicky, Scope { app, conn: None });
+            mapserve::app::service_with::<_, _, hyper::body::Incoming>(panicky, Scope::new(app, None));
         let per_conn =
             hyper::service::service_fn(move |req| tower::ServiceExt::oneshot(service.clone(), req));
         let _ =

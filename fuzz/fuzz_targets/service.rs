@@ -50,6 +50,8 @@ fn world() -> &'static World {
                     prefault: true,
                     verified_sends: false,
                     max_open_files: 64,
+                    etag: Default::default(),
+                    etag_hash_max: 0,
                 },
             )
             .unwrap()
@@ -62,6 +64,7 @@ fn world() -> &'static World {
             access_log: false,
             rules: Default::default(),
             cors: None,
+            trusted: Default::default(),
             browse: mapserve::handler::Browse {
                 listing: Some(mapserve::cache::ListingRules { hidden: false, max_entries: 50 }),
                 not_found_page: None,
@@ -76,7 +79,7 @@ fuzz_target!(|input: &[u8]| {
     let w = world();
     let out = w.rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let service = mapserve::app::service::<hyper::body::Incoming>(Scope { app: w.app.clone(), conn: None });
+        let service = mapserve::app::service::<hyper::body::Incoming>(Scope::new(w.app.clone(), None));
         let per_conn = hyper::service::service_fn(move |req| tower_oneshot(service.clone(), req));
         let conn = tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());

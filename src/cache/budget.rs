@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 /// Live bytes and mappings against their limits.
 #[derive(Debug)]
 pub struct Budget {
-    limit: u64,
-    max_maps: u64,
+    limit: AtomicU64,
+    max_maps: AtomicU64,
     used: AtomicU64,
     maps: AtomicU64,
 }
@@ -31,20 +31,26 @@ impl Budget {
     /// A budget of `limit` bytes and `max_maps` mappings (each mapping is a
     /// kernel VMA, which `vm.max_map_count` bounds per process).
     pub fn new(limit: u64, max_maps: u64) -> Arc<Budget> {
-        Arc::new(Budget { limit, max_maps, used: AtomicU64::new(0), maps: AtomicU64::new(0) })
+        Arc::new(Budget {
+            limit: AtomicU64::new(limit),
+            max_maps: AtomicU64::new(max_maps),
+            used: AtomicU64::new(0),
+            maps: AtomicU64::new(0),
+        })
     }
 
     /// Reserves `bytes` (and one mapping if `is_map`) if that keeps both
     /// totals within their limits.
     pub fn try_reserve(self: &Arc<Self>, bytes: u64, is_map: bool) -> Option<Reservation> {
         if is_map {
-            let max = self.max_maps;
+            let max = self.max_maps.load(Ordering::Relaxed);
             self.maps
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
                 .ok()?;
         }
+        let limit = self.limit.load(Ordering::Relaxed);
         let reserved = self.used.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
-            used.checked_add(bytes).filter(|&n| n <= self.limit)
+            used.checked_add(bytes).filter(|&n| n <= limit)
         });
         if reserved.is_err() {
             if is_map {
@@ -67,7 +73,14 @@ impl Budget {
 
     /// The limit.
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// New limits (a reload). What is alive beyond them stays until the
+    /// cache evicts it; no new reservation passes them.
+    pub fn set_limits(&self, limit: u64, max_maps: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.max_maps.store(max_maps, Ordering::Relaxed);
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Entry {
     /// found: a hit reaches it without a table lookup. Weak, so that the
     /// table alone decides how long a variant stays.
     pub variants: [std::sync::Mutex<std::sync::Weak<Entry>>; 3],
+    /// Its `ETag` is the metadata form until a background hash is ready
+    /// (`--etag content`).
+    pub hash_later: bool,
 }
 
 /// Which headers a response of an entry carries.
@@ -136,6 +139,7 @@ impl Entry {
             sidecars: Default::default(),
             as_sidecar: std::sync::OnceLock::new(),
             variants: Default::default(),
+            hash_later: false,
         }
     }
 

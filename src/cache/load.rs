@@ -15,6 +15,7 @@
 use super::budget::{HeapOwner, MapOwner, Reservation};
 use super::entry::{Content, Entry, Window};
 use super::files::HeldFd;
+use super::validator::Tag;
 use super::{Cached, Shared, watch};
 use crate::fs::{FsError, Kind, Opened};
 use crate::mmap::Region;
@@ -48,10 +49,24 @@ impl Shared {
             }
             _ => None,
         };
+        let tag = match opened.identity.kind {
+            Kind::File => Some((self.validators.tag(&opened.fd, &opened.identity), opened.identity)),
+            Kind::Dir | Kind::Other => None,
+        };
         let mut entry = match opened.identity.kind {
             Kind::Dir => Entry::new(key, opened.identity, Content::Dir),
             Kind::File | Kind::Other => self.load_file(key, opened)?,
         };
+        // The tag is for the version it was made from; a file that changed
+        // during the load keeps the strict form.
+        match tag {
+            Some((Tag::Ready(etag), id)) if id == entry.identity => entry.headers.etag = etag,
+            Some((Tag::Later(etag), id)) if id == entry.identity => {
+                entry.headers.etag = etag;
+                entry.hash_later = true;
+            }
+            _ => {}
+        }
         entry.token = token;
         entry.root_generation = generation;
         let entry = Arc::new(entry);

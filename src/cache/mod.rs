@@ -29,6 +29,7 @@ mod mapping;
 mod root;
 mod sweep;
 pub mod table;
+mod validator;
 mod variant;
 pub mod watch;
 mod window;
@@ -93,10 +94,16 @@ pub struct CacheConfig {
     pub verified_sends: bool,
     /// Most files that responses in flight may hold open.
     pub max_open_files: u64,
+    /// What an `ETag` is made of.
+    pub etag: crate::config::EtagMode,
+    /// `EtagMode::Content` hashes files up to this size.
+    pub etag_hash_max: u64,
 }
 
 struct Shared {
     roots: Roots,
+    /// `--etag`, and the hashes made in the background.
+    validators: validator::Validators,
     watcher: Option<watch::Watcher>,
     table: Table<Cached>,
     budget: Arc<Budget>,
@@ -195,6 +202,7 @@ impl FileCache {
         let shared = Arc::new(Shared {
             watcher,
             roots,
+            validators: validator::Validators::new(config.etag, config.etag_hash_max),
             table: Table::new(config.max_entries),
             budget: Budget::new(config.max_bytes, config.max_entries as u64),
             open_files: files::FilePool::new(config.max_open_files),
@@ -266,7 +274,16 @@ impl FileCache {
             let shared = self.shared.clone();
             let owned: Box<[u8]> = key.into();
             shared.loads.fetch_add(1, Ordering::Relaxed);
-            let task = tokio::task::spawn_blocking(move || budget::with_inline_unmap(|| shared.load(&owned)));
+            let task = tokio::task::spawn_blocking(move || {
+                let loaded = budget::with_inline_unmap(|| shared.load(&owned));
+                if let Ok(entry) = &loaded {
+                    if entry.hash_later {
+                        let (shared, id) = (shared.clone(), entry.identity);
+                        tokio::task::spawn_blocking(move || shared.hash_in_background(&owned, id));
+                    }
+                }
+                loaded
+            });
             task.await.unwrap_or(Err(FsError::Io(rustix::io::Errno::IO)))
         })
         .await
@@ -338,6 +355,30 @@ impl FileCache {
     /// Window size in bytes.
     pub fn window_size(&self) -> u64 {
         self.shared.window_size
+    }
+
+    /// New byte and entry limits (a reload). Entries beyond them are evicted
+    /// now, least recently used first, on the blocking pool; those pinned by
+    /// responses in flight go when their responses end.
+    pub async fn set_limits(&self, max_bytes: u64, max_entries: usize) {
+        let shared = self.shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            shared.budget.set_limits(max_bytes, max_entries as u64);
+            let evicted = shared.table.set_max_entries(max_entries);
+            shared.dispose(evicted);
+            while shared.budget.used() > max_bytes {
+                match shared.table.evict_one() {
+                    Some(v) => shared.dispose(vec![v]),
+                    None => break,
+                }
+            }
+        });
+        let _ = task.await;
+    }
+
+    /// The byte limit now.
+    pub fn max_bytes(&self) -> u64 {
+        self.shared.budget.limit()
     }
 
     /// Whether change detection uses inotify (false: statx per request).
@@ -412,6 +453,31 @@ impl Shared {
                     );
                 }
             }
+        }
+    }
+
+    /// Hashes version `id` of `key` for its content `ETag`, then drops the
+    /// cached entry of that version (which carries the metadata form) so
+    /// that the next request loads it with the hash.
+    fn hash_in_background(&self, key: &[u8], id: crate::fs::Identity) {
+        if !self.validators.claim(&id) {
+            return;
+        }
+        let (root, _) = self.roots.current();
+        let opened = match root.open(key) {
+            Ok(opened) if opened.identity == id => opened,
+            _ => {
+                self.validators.release(&id);
+                return;
+            }
+        };
+        if self.validators.hash_claimed(&opened.fd, &id) {
+            if let Some(Cached::File(entry)) = self.table.get(key) {
+                if entry.identity == id {
+                    self.forget(key, &entry);
+                }
+            }
+            tracing::debug!(path = %String::from_utf8_lossy(key), size = id.size, "content ETag ready");
         }
     }
 

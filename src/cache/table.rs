@@ -56,7 +56,7 @@ pub struct Table<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     hasher: std::collections::hash_map::RandomState,
     len: AtomicUsize,
-    max_entries: usize,
+    max_entries: AtomicUsize,
     next_victim_shard: AtomicUsize,
 }
 
@@ -64,7 +64,7 @@ impl<V> std::fmt::Debug for Table<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
             .field("len", &self.len.load(Ordering::Relaxed))
-            .field("max_entries", &self.max_entries)
+            .field("max_entries", &self.max_entries.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -76,7 +76,7 @@ impl<V: Clone + Pinned> Table<V> {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             hasher: Default::default(),
             len: AtomicUsize::new(0),
-            max_entries: max_entries.max(1),
+            max_entries: AtomicUsize::new(max_entries.max(1)),
             next_victim_shard: AtomicUsize::new(0),
         }
     }
@@ -84,6 +84,19 @@ impl<V: Clone + Pinned> Table<V> {
     fn shard(&self, key: &[u8]) -> MutexGuard<'_, Shard<V>> {
         let h = self.hasher.hash_one(key) as usize;
         lock(&self.shards[h % SHARDS])
+    }
+
+    /// A new entry cap (a reload): returns what was evicted to meet it.
+    pub fn set_max_entries(&self, max_entries: usize) -> Vec<V> {
+        self.max_entries.store(max_entries.max(1), Ordering::Relaxed);
+        let mut out = Vec::new();
+        while self.len() > max_entries.max(1) {
+            match self.evict_one() {
+                Some(v) => out.push(v),
+                None => break,
+            }
+        }
+        out
     }
 
     /// Number of values.
@@ -116,9 +129,10 @@ impl<V: Clone + Pinned> Table<V> {
             return Ok(out);
         }
         // Claim room for one more value first, evicting to make it.
+        let max = self.max_entries.load(Ordering::Relaxed);
         while self
             .len
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < self.max_entries).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
             .is_err()
         {
             match self.evict_one() {

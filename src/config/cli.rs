@@ -22,9 +22,47 @@ pub struct Cli {
     #[arg(env = "MAPSERVE_ROOT", value_name = "ROOT")]
     pub root: Option<PathBuf>,
 
-    /// Address to listen on; repeat for several; port 0 picks a free port [default: 127.0.0.1:8080]
+    /// Address to listen on (HOST:PORT, or unix:/path/to.sock); repeat for several; port 0 picks a free port [default: 127.0.0.1:8080]
     #[arg(short, long, env = "MAPSERVE_LISTEN", value_name = "ADDR", value_delimiter = ',')]
     pub listen: Vec<String>,
+
+    /// Address to serve HTTPS on (needs --tls-cert and --tls-key); repeat for several [default: none]
+    #[arg(long, env = "MAPSERVE_TLS_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub tls_listen: Vec<String>,
+
+    /// PEM certificate chain for the TLS listeners, leaf first; re-read on SIGHUP
+    #[arg(long, env = "MAPSERVE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching --tls-cert; re-read on SIGHUP
+    #[arg(long, env = "MAPSERVE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Permissions of the unix sockets mapserve creates, in octal [default: 0660]
+    #[arg(long, env = "MAPSERVE_UNIX_MODE", value_name = "MODE")]
+    pub unix_mode: Option<String>,
+
+    /// Every connection starts with a PROXY protocol v1 or v2 header (HAProxy send-proxy); one without it is closed [default: false]
+    #[arg(long, env = "MAPSERVE_PROXY_PROTOCOL", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub proxy_protocol: Option<bool>,
+
+    /// Believe Forwarded / X-Forwarded-* headers from peers in this network (CIDR or address; `unix` for unix-socket peers); repeat for several [default: none]
+    #[arg(
+        long = "trusted-proxy",
+        env = "MAPSERVE_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<String>,
+
+    /// ETag form: strict (size, mtime, inode, ctime, device), metadata (mtime and size, as nginx), content (a hash of the bytes) [default: strict]
+    #[arg(long, env = "MAPSERVE_ETAG", value_name = "MODE", value_parser = ["strict", "metadata", "content"])]
+    pub etag: Option<String>,
+
+    /// With --etag content, larger files get the metadata form [default: 256MiB]
+    #[arg(long, env = "MAPSERVE_ETAG_HASH_MAX", value_name = "SIZE", value_parser = parse_size)]
+    pub etag_hash_max: Option<u64>,
 
     /// TOML config file (see config/mapserve.toml for every key)
     #[arg(short, long, env = "MAPSERVE_CONFIG", value_name = "FILE")]

@@ -13,6 +13,22 @@ pub struct FileConfig {
     pub root: Option<PathBuf>,
     /// One address or a list.
     pub listen: Option<OneOrMany>,
+    /// See `--tls-listen`: one address or a list.
+    pub tls_listen: Option<OneOrMany>,
+    /// See `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// See `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// See `--unix-mode`: `"0660"`.
+    pub unix_mode: Option<String>,
+    /// See `--proxy-protocol`.
+    pub proxy_protocol: Option<Flag>,
+    /// See `--trusted-proxy`: one network or a list.
+    pub trusted_proxy: Option<OneOrMany>,
+    /// See `--etag`.
+    pub etag: Option<String>,
+    /// See `--etag-hash-max`.
+    pub etag_hash_max: Option<Size>,
     /// See `--cache-max-bytes`.
     pub cache_max_bytes: Option<Size>,
     /// See `--cache-max-entries`.

@@ -6,17 +6,20 @@
 //! the built-in defaults below (mirrored in `config/mapserve.toml`, and a test
 //! checks that the two agree).
 
+pub mod cidr;
 pub mod cli;
 pub mod file;
+pub mod net;
 pub mod rules;
 pub mod units;
 
 pub use cli::Cli;
 pub use file::FileConfig;
+pub use net::{EtagMode, ListenAddr, TlsFiles, TrustedProxies};
 pub use rules::{HeaderRule, ResponseRules};
 
 use file::{Flag, Size, Span};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,8 +59,22 @@ pub struct Config {
     /// Absolute path of the directory served (not resolved: a symlink in it
     /// is followed again when it is swapped).
     pub root: PathBuf,
-    /// Addresses to listen on (at least one).
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on for plain HTTP (TCP or unix sockets).
+    pub listen: Vec<ListenAddr>,
+    /// Addresses to listen on for HTTPS.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate and key (required with `tls_listen`).
+    pub tls: Option<TlsFiles>,
+    /// Permissions of the unix sockets created.
+    pub unix_mode: u32,
+    /// Connections begin with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// Peers whose forwarded headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// The form of the `ETag`.
+    pub etag: EtagMode,
+    /// `--etag content` hashes files up to this size.
+    pub etag_hash_max: u64,
     /// Hard bound on bytes mapped or copied by the cache.
     pub cache_max_bytes: u64,
     /// Most cache entries.
@@ -158,6 +175,14 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_ROOT",
     "MAPSERVE_LISTEN",
+    "MAPSERVE_TLS_LISTEN",
+    "MAPSERVE_TLS_CERT",
+    "MAPSERVE_TLS_KEY",
+    "MAPSERVE_UNIX_MODE",
+    "MAPSERVE_PROXY_PROTOCOL",
+    "MAPSERVE_TRUSTED_PROXY",
+    "MAPSERVE_ETAG",
+    "MAPSERVE_ETAG_HASH_MAX",
     "MAPSERVE_CONFIG",
     "MAPSERVE_CACHE_MAX_BYTES",
     "MAPSERVE_CACHE_MAX_ENTRIES",
@@ -311,20 +336,52 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
     if listen_text.is_empty() {
         return Err(invalid("listen", "at least one address is required"));
     }
-    let mut listen = Vec::new();
-    for text in &listen_text {
-        let addrs = text
-            .to_socket_addrs()
-            .map_err(|e| invalid("listen", format!("`{text}`: {e} (expected HOST:PORT)")))?;
-        for addr in addrs {
-            if addr.port() == 0 || !listen.contains(&addr) {
-                listen.push(addr);
-            }
-        }
-    }
+    let listen = net::listen_addrs(&listen_text, true).map_err(|e| invalid("listen", e))?;
     if listen.is_empty() {
         return Err(invalid("listen", "no address resolved"));
     }
+    let tls_text = if !cli.tls_listen.is_empty() {
+        cli.tls_listen
+    } else {
+        file.tls_listen.map(|l| l.into_vec()).unwrap_or_default()
+    };
+    let tls_listen: Vec<SocketAddr> = net::listen_addrs(&tls_text, false)
+        .map_err(|e| invalid("tls-listen", e))?
+        .into_iter()
+        .filter_map(|a| match a {
+            ListenAddr::Tcp(addr) => Some(addr),
+            ListenAddr::Unix(_) => None,
+        })
+        .collect();
+    let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: std::path::absolute(&cert).unwrap_or(cert),
+            key: std::path::absolute(&key).unwrap_or(key),
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("tls-key", "--tls-cert needs --tls-key")),
+        (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
+    };
+    if !tls_listen.is_empty() && tls.is_none() {
+        return Err(invalid("tls-listen", "needs --tls-cert and --tls-key"));
+    }
+    let unix_mode = match cli.unix_mode.or(file.unix_mode) {
+        None => net::DEFAULT_UNIX_MODE,
+        Some(text) => net::unix_mode(&text).map_err(|e| invalid("unix-mode", e))?,
+    };
+    let proxy_protocol = flag("proxy-protocol", cli.proxy_protocol, file.proxy_protocol.as_ref(), false)?;
+    let trusted_text = if !cli.trusted_proxy.is_empty() {
+        cli.trusted_proxy
+    } else {
+        file.trusted_proxy.map(|l| l.into_vec()).unwrap_or_default()
+    };
+    let trusted_proxies = TrustedProxies::parse(&trusted_text).map_err(|e| invalid("trusted-proxy", e))?;
+    let etag = match cli.etag.or(file.etag) {
+        None => EtagMode::Strict,
+        Some(text) => EtagMode::parse(&text).map_err(|e| invalid("etag", e))?,
+    };
+    let etag_hash_max =
+        size("etag-hash-max", cli.etag_hash_max, file.etag_hash_max, net::DEFAULT_ETAG_HASH_MAX)?;
 
     let cache_max_bytes =
         size("cache-max-bytes", cli.cache_max_bytes, file.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES)?;
@@ -437,6 +494,13 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         root,
         listen,
+        tls_listen,
+        tls,
+        unix_mode,
+        proxy_protocol,
+        trusted_proxies,
+        etag,
+        etag_hash_max,
         cache_max_bytes,
         cache_max_entries,
         small_file_max,

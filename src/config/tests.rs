@@ -17,7 +17,7 @@ fn file(text: &str) -> FileConfig {
 #[test]
 fn defaults_apply_when_nothing_is_given() {
     let c = resolve(cli(&[]), FileConfig::default()).unwrap();
-    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(c.listen, vec![ListenAddr::Tcp("127.0.0.1:8080".parse().unwrap())]);
     assert_eq!(c.cache_max_bytes, DEFAULT_CACHE_MAX_BYTES);
     assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
     assert!(!c.hidden);
@@ -33,7 +33,7 @@ fn command_line_beats_file_and_file_beats_defaults() {
     assert_eq!(from_file.cache_max_bytes, 512 << 20);
     assert!(from_file.hidden);
     assert_eq!(from_file.header_timeout, Duration::from_secs(3));
-    assert_eq!(from_file.listen[0].port(), 0);
+    assert_eq!(from_file.listen[0], ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()));
 
     let f = file("cache-max-bytes = \"512MiB\"\nhidden = true\n");
     let c = resolve(cli(&["--cache-max-bytes", "256MiB", "--hidden=false"]), f).unwrap();

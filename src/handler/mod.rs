@@ -32,17 +32,19 @@ use crate::fs::FsError;
 use crate::http::accept::{self, Preferred};
 use crate::http::conditional::{self, Decision, Validators};
 use crate::http::cors::{self, Cors};
+use crate::http::forwarded;
 use crate::http::range::{self, RangeOutcome};
 use crate::http::rules::HeaderRules;
 use crate::listing::Variant;
 use crate::path::{self, RelPath};
+use crate::peer::Peer;
 use crate::quota::Quota;
 use crate::response::{self, Plan, Policy};
 use crate::track::ConnTracker;
+use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, Version, header};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -67,6 +69,8 @@ pub struct App {
     pub rules: HeaderRules,
     /// `--cors` (`None`: off).
     pub cors: Option<Cors>,
+    /// Peers whose forwarded headers are believed.
+    pub trusted: crate::config::TrustedProxies,
 }
 
 /// Listings, the SPA fallback and the not-found page.
@@ -94,10 +98,12 @@ enum Role {
 /// Per-connection facts.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
+    /// The peer (or the client a PROXY header named).
+    pub peer: Peer,
     /// The connection's activity tracker.
     pub tracker: Arc<ConnTracker>,
+    /// The connection is TLS.
+    pub tls: bool,
 }
 
 /// The handler's state: the application, and the connection the request
@@ -105,21 +111,62 @@ pub struct ConnInfo {
 /// extension map is needed to carry the connection.
 #[derive(Debug, Clone)]
 pub struct Scope {
-    /// The application.
-    pub app: Arc<App>,
+    /// The application; a reload swaps it, and each request takes the one
+    /// current when it starts.
+    pub app: Arc<ArcSwap<App>>,
     /// The connection (absent when the handler is driven without one).
     pub conn: Option<ConnInfo>,
 }
 
+impl Scope {
+    /// A scope over a fixed application.
+    pub fn new(app: Arc<App>, conn: Option<ConnInfo>) -> Scope {
+        Scope { app: Arc::new(ArcSwap::new(app)), conn }
+    }
+}
+
+/// Who sent a request and how, after the trusted-proxy rules.
+#[derive(Debug, Default)]
+struct Origin {
+    /// The client (a trusted proxy's word, else the connection's peer).
+    client: Option<Peer>,
+    /// The client used HTTPS (a trusted proxy's word, else TLS here).
+    https: bool,
+    /// The path prefix a trusted proxy serves this tree under.
+    prefix: Option<String>,
+}
+
+/// The client, scheme and prefix of a request on `conn`.
+fn origin(app: &App, conn: Option<&ConnInfo>, req: &Parts) -> Origin {
+    let Some(conn) = conn else { return Origin::default() };
+    let trusted = match conn.peer.ip() {
+        _ if app.trusted.is_empty() => false,
+        Some(ip) => app.trusted.trusts(ip),
+        None => app.trusted.unix,
+    };
+    if !trusted {
+        return Origin { client: Some(conn.peer), https: conn.tls, prefix: None };
+    }
+    let told =
+        forwarded::believe(&app.trusted.nets, req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+    Origin {
+        client: Some(told.client.map_or(conn.peer, Peer::Forwarded)),
+        https: told.https.unwrap_or(conn.tls),
+        prefix: told.prefix,
+    }
+}
+
 /// The axum handler for every path.
 pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response::Response {
-    let Scope { app, conn } = scope;
+    let app = scope.app.load_full();
+    let conn = scope.conn;
     let start = app.access_log.then(Instant::now);
     let (req, _body) = req.into_parts();
+    let origin = origin(&app, conn.as_ref(), &req);
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
     let quota = conn.as_ref().and_then(|c| c.tracker.quota());
-    let mut response = match serve(&app, &req, head, quota).await {
+    let mut response = match serve(&app, &req, head, quota, origin.prefix.as_deref()).await {
         Ok(response) => response,
         Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
             match Box::pin(not_found_page(&app, &req, head, quota)).await {
@@ -147,9 +194,10 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
         }
     };
     finish(&app, &req, &mut response);
-    let record = match (&conn, start) {
-        (Some(c), Some(start)) => Some(AccessRecord {
-            client: c.peer,
+    let record = match (origin.client, start) {
+        (Some(client), Some(start)) => Some(AccessRecord {
+            client,
+            https: origin.https,
             method: req.method.clone(),
             target: req.uri.path_and_query().map_or_else(|| req.uri.to_string(), |pq| pq.to_string()),
             version: req.version,
@@ -167,6 +215,7 @@ async fn serve(
     req: &Parts,
     head: bool,
     quota: Option<&Arc<Quota>>,
+    prefix: Option<&str>,
 ) -> Result<Response<crate::body::FileBody>, ServeError> {
     let method = &req.method;
     let options = method == Method::OPTIONS && app.cors.is_some();
@@ -211,7 +260,7 @@ async fn serve(
     };
     let entry = match found {
         Ok(entry) if matches!(entry.content, Content::Dir) && !rel.has_trailing_slash() => {
-            return Ok(response::redirect(directory_location(req), head));
+            return Ok(response::redirect(directory_location(req, prefix), head));
         }
         // `dir/index.html` is a directory: as if there were no index.
         Ok(entry) if matches!(entry.content, Content::Dir) => Err(FsError::NotFound),
@@ -455,9 +504,11 @@ fn plan(app: &App, req: &Parts, entry: &Entry, face: crate::cache::Face, varies:
 /// request's own (still encoded) path with the slash added and the query
 /// kept. A path, not an absolute URL, so it stays right behind a proxy;
 /// repeated slashes are collapsed so that `//host/dir` cannot become a
-/// protocol-relative redirect to another site.
-fn directory_location(req: &Parts) -> HeaderValue {
+/// protocol-relative redirect to another site. A trusted proxy's path
+/// prefix (already checked: `/a/b`, no `//`) goes in front.
+fn directory_location(req: &Parts, prefix: Option<&str>) -> HeaderValue {
     let mut location = String::with_capacity(req.uri.path().len() + 2);
+    location.push_str(prefix.unwrap_or_default());
     for segment in req.uri.path().split('/').filter(|s| !s.is_empty()) {
         location.push('/');
         location.push_str(segment);

@@ -8,6 +8,7 @@ pub mod conditional;
 pub mod cors;
 pub mod disposition;
 pub mod encoding;
+pub mod forwarded;
 pub mod host;
 pub mod mime;
 #[cfg(any(test, fuzzing))]

@@ -42,14 +42,12 @@ pub fn render_all(key: &[u8], items: Vec<Item>, variant: Variant, max: usize) ->
     render(key, &items, more, &totals, variant)
 }
 
-/// `/a/b/` for key `a/b`, percent-encoded per segment.
-fn dir_href(segments: &[&[u8]]) -> String {
-    let mut href = String::from("/");
-    for s in segments {
-        push_segment(&mut href, s);
-        href.push('/');
-    }
-    href
+/// The relative link from a directory `depth` levels below ROOT to the
+/// ancestor `up` levels above it: `../` repeated (`./` for itself). Every
+/// link in a listing is relative, so it stays right behind a proxy that
+/// serves the tree under a prefix (`X-Forwarded-Prefix`).
+fn up_href(up: usize) -> String {
+    if up == 0 { "./".to_owned() } else { "../".repeat(up) }
 }
 
 fn segments(key: &[u8]) -> Vec<&[u8]> {
@@ -63,7 +61,7 @@ fn html(key: &[u8], items: &[Item], more: usize, variant: Variant, totals: &Tota
     if segs.is_empty() {
         crumbs.push_str("<span aria-current=\"page\">root</span>");
     } else {
-        crumbs.push_str("<a href=\"/\">root</a>");
+        let _ = write!(crumbs, "<a href=\"{}\">root</a>", up_href(segs.len()));
     }
     for (i, s) in segs.iter().enumerate() {
         crumbs.push_str("<span class=\"sep\">/</span>");
@@ -73,7 +71,7 @@ fn html(key: &[u8], items: &[Item], more: usize, variant: Variant, totals: &Tota
             push_escaped(&mut crumbs, &name);
             crumbs.push_str("</span>");
         } else {
-            let _ = write!(crumbs, "<a href=\"{}\">", dir_href(&segs[..=i]));
+            let _ = write!(crumbs, "<a href=\"{}\">", up_href(segs.len() - 1 - i));
             push_escaped(&mut crumbs, &name);
             crumbs.push_str("</a>");
         }
@@ -265,11 +263,10 @@ fn is_zero(n: &usize) -> bool {
 fn json(key: &[u8], items: &[Item], more: usize) -> Vec<u8> {
     let segs = segments(key);
     let path = format!("/{}", display_path(&segs));
-    let base = dir_href(&segs);
     let entries = items
         .iter()
         .map(|item| {
-            let mut href = base.clone();
+            let mut href = String::with_capacity(item.name.len() * 3 + 1);
             push_segment(&mut href, &item.name);
             if item.kind == Kind::Dir {
                 href.push('/');

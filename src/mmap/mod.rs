@@ -1,8 +1,9 @@
 //! The only module with `unsafe` code: read-only shared file mappings, the
 //! SIGBUS guard that protects user-space reads of them ([`guard`]), and the
 //! system calls that touch mapped memory directly (`vmsplice`, `madvise`,
-//! `mincore`), and the one call that hands freed heap memory back to the
-//! kernel (`malloc_trim`).
+//! `mincore`), the one call that hands freed heap memory back to the
+//! kernel (`malloc_trim`), and adopting descriptors a service manager passed
+//! in ([`inherit`]).
 //!
 //! A [`Region`] is one `mmap(PROT_READ, MAP_SHARED)` of part of a file, made
 //! with memmap2 at a page-aligned offset, and registered with the guard for
@@ -24,6 +25,7 @@
 #![allow(unsafe_code)]
 
 pub mod guard;
+pub mod inherit;
 mod resident;
 mod splice;
 mod trim;

@@ -1,56 +1,95 @@
 //! Accepting connections and serving each one.
 //!
-//! * A semaphore caps concurrent connections. At the cap, the next client is
-//!   accepted and waits for a slot, and the connection idle the longest (a
-//!   keep-alive connection between requests) is asked to close to make room
-//!   ([`super::idle`]); with none idle, clients wait in the kernel's backlog.
+//! * A semaphore caps concurrent connections, whatever the listener. At the
+//!   cap, the next client is accepted and waits for a slot, and the
+//!   connection idle the longest (a keep-alive connection between requests)
+//!   is asked to close to make room ([`super::idle`]); with none idle,
+//!   clients wait in the kernel's backlog.
 //! * Accept errors such as EMFILE back off (5 ms doubling to 1 s) instead of
 //!   ending the loop.
-//! * Each connection gets `TCP_NODELAY`, the timeout wrapper
-//!   ([`super::conn`]) and hyper-util's auto builder.
+//! * Before HTTP, within the header timeout: the PROXY protocol header when
+//!   `--proxy-protocol` is on, then the TLS handshake on a TLS listener.
+//! * Each connection gets the timeout wrapper ([`super::conn`]) and hyper:
+//!   on plain TCP and unix sockets the auto builder (HTTP/1, or HTTP/2 with
+//!   prior knowledge when the preface comes); under TLS the protocol ALPN
+//!   chose, nothing else.
 
-use super::conn::{ConnIo, Timeouts};
+use super::conn::{ConnIo, Rewind, Start, Timeouts, Transport};
 use super::idle::IdleList;
+use super::listener::{Accepted, Listener};
+use super::proxy::header::ProxyHeader;
+use super::tls::Tls;
 use crate::handler::{App, ConnInfo, Scope};
+use crate::peer::Peer;
 use crate::track::ConnTracker;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// How often, at the cap, the longest-idle connection is asked again.
 const RECLAIM_RETRY: Duration = Duration::from_millis(250);
 
+/// hyper's connection builders: by sniffing (plain), or as ALPN chose.
+#[derive(Debug)]
+pub(super) struct Builders {
+    /// HTTP/1, or h2c when the preface comes.
+    pub auto: auto::Builder<super::exec::StreamExec>,
+    /// HTTP/1 only (ALPN `http/1.1` or none).
+    pub h1: auto::Builder<super::exec::StreamExec>,
+    /// HTTP/2 only (ALPN `h2`).
+    pub h2: auto::Builder<super::exec::StreamExec>,
+}
+
 /// What every accept loop shares.
 #[derive(Clone)]
 pub(super) struct Acceptor {
-    /// The application.
-    pub app: Arc<App>,
-    /// hyper's connection builder.
-    pub builder: Arc<auto::Builder<super::exec::StreamExec>>,
-    /// Tracks connections for the graceful shutdown.
+    /// What every connection shares.
+    pub serving: Arc<Serving>,
+    /// Tracks connections for the graceful shutdown (only the accept loops
+    /// hold it, so that the shutdown can take it back).
     pub graceful: Arc<GracefulShutdown>,
     /// The connection cap.
     pub slots: Arc<Semaphore>,
+}
+
+/// What every connection shares.
+pub(super) struct Serving {
+    /// The application, swapped whole by a reload.
+    pub app: Arc<ArcSwap<App>>,
+    /// hyper's connection builders.
+    pub builders: Builders,
     /// Keep-alive connections that may be closed to make room.
     pub idle: Arc<IdleList>,
-    /// The connection timeouts.
-    pub timeouts: Timeouts,
+    /// The connection timeouts (a reload applies them to new connections).
+    pub timeouts: Arc<ArcSwap<Timeouts>>,
+    /// Connections begin with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// TLS, when any listener needs it.
+    pub tls: Option<Tls>,
+}
+
+/// A connection ready for HTTP.
+enum Ready {
+    Tcp(Rewind<tokio::net::TcpStream>),
+    Unix(Rewind<tokio::net::UnixStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<Rewind<tokio::net::TcpStream>>>, Start),
 }
 
 impl Acceptor {
     /// Accepts on `listener` until `stop` changes.
-    pub(super) async fn run(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(self, listener: Arc<Listener>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(5);
         loop {
-            let (stream, peer) = tokio::select! {
+            let accepted = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         if is_resource_error(&e) {
                             tracing::warn!(error = %e, retry_in = ?backoff, "accept failed; backing off");
@@ -64,7 +103,12 @@ impl Acceptor {
             };
             backoff = Duration::from_millis(5);
             let Some(permit) = self.slot(&mut stop).await else { return };
-            self.serve(stream, peer, permit);
+            let serving = self.serving.clone();
+            let (tls, watcher) = (listener.tls, self.graceful.watcher());
+            tokio::spawn(async move {
+                serving.connection(accepted, tls, watcher).await;
+                drop(permit);
+            });
         }
     }
 
@@ -81,7 +125,7 @@ impl Acceptor {
         loop {
             let ask = 1 << attempt.min(6);
             attempt = attempt.saturating_add(1);
-            if self.idle.close_oldest(ask) > 0 {
+            if self.serving.idle.close_oldest(ask) > 0 {
                 tracing::debug!(
                     attempt,
                     "at the connection cap: asking the longest-idle connections to close"
@@ -94,32 +138,117 @@ impl Acceptor {
             }
         }
     }
+}
 
-    fn serve(&self, stream: tokio::net::TcpStream, peer: std::net::SocketAddr, permit: OwnedSemaphorePermit) {
-        let _ = stream.set_nodelay(true);
+impl Serving {
+    /// One connection, from accept to its end.
+    async fn connection(&self, accepted: Accepted, tls: bool, watcher: Watcher) {
+        let timeouts = **self.timeouts.load();
+        let socket_peer = match &accepted {
+            Accepted::Tcp(_, peer) => Peer::Addr(*peer),
+            Accepted::Unix(_) => Peer::Unix,
+        };
+        let ready = if self.proxy_protocol || tls {
+            match tokio::time::timeout(timeouts.header, self.prepare(accepted, tls)).await {
+                Ok(Ok(ready)) => ready,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %socket_peer, error = %e, "connection closed before HTTP");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %socket_peer, "connection closed: no PROXY header or TLS handshake within the header timeout");
+                    return;
+                }
+            }
+        } else {
+            match accepted {
+                Accepted::Tcp(s, peer) => (Ready::Tcp(Rewind::new(s, Bytes::new())), Peer::Addr(peer)),
+                Accepted::Unix(s) => (Ready::Unix(Rewind::new(s, Bytes::new())), Peer::Unix),
+            }
+        };
+        match ready {
+            (Ready::Tcp(s), peer) => {
+                if let Some(tcp) = s.tcp() {
+                    let _ = tcp.set_nodelay(true);
+                }
+                self.serve(s, (peer, Start::Sniff), &self.builders.auto, timeouts, watcher).await;
+            }
+            (Ready::Unix(s), peer) => {
+                self.serve(s, (peer, Start::Sniff), &self.builders.auto, timeouts, watcher).await;
+            }
+            (Ready::Tls(s, start), peer) => {
+                let builder = if start == Start::H2 { &self.builders.h2 } else { &self.builders.h1 };
+                self.serve(s, (peer, start), builder, timeouts, watcher).await;
+            }
+        }
+    }
+
+    /// The PROXY header, then the TLS handshake, as configured.
+    async fn prepare(&self, accepted: Accepted, tls: bool) -> io::Result<(Ready, Peer)> {
+        let (ready, peer) = match accepted {
+            Accepted::Tcp(mut s, peer) => {
+                let _ = s.set_nodelay(true);
+                let (peer, ahead) = self.proxied(&mut s, Peer::Addr(peer)).await?;
+                (Ready::Tcp(Rewind::new(s, ahead)), peer)
+            }
+            Accepted::Unix(mut s) => {
+                let (peer, ahead) = self.proxied(&mut s, Peer::Unix).await?;
+                (Ready::Unix(Rewind::new(s, ahead)), peer)
+            }
+        };
+        match (ready, &self.tls) {
+            (Ready::Tcp(s), Some(acceptor)) if tls => {
+                let (stream, start) = acceptor.accept(s).await?;
+                Ok((Ready::Tls(Box::new(stream), start), peer))
+            }
+            (ready, _) => Ok((ready, peer)),
+        }
+    }
+
+    /// The client a PROXY header names (when the protocol is on).
+    async fn proxied<S: tokio::io::AsyncRead + Unpin>(
+        &self,
+        s: &mut S,
+        socket: Peer,
+    ) -> io::Result<(Peer, Bytes)> {
+        if !self.proxy_protocol {
+            return Ok((socket, Bytes::new()));
+        }
+        let (header, ahead) = super::proxy::read_header(s).await?;
+        let peer = match header {
+            ProxyHeader::Proxied { source, .. } => Peer::Addr(source),
+            ProxyHeader::Local | ProxyHeader::Unknown => socket,
+        };
+        Ok((peer, ahead))
+    }
+
+    async fn serve<S: Transport>(
+        &self,
+        stream: S,
+        (peer, start): (Peer, Start),
+        builder: &auto::Builder<super::exec::StreamExec>,
+        timeouts: Timeouts,
+        watcher: Watcher,
+    ) {
         let tracker = ConnTracker::new();
-        let info = ConnInfo { peer, tracker: tracker.clone() };
+        let info = ConnInfo { peer, tracker: tracker.clone(), tls: matches!(start, Start::H1 | Start::H2) };
         self.idle.register(&tracker);
-        let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), self.timeouts));
+        let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), timeouts, start));
         let service = crate::app::service::<Incoming>(Scope { app: self.app.clone(), conn: Some(info) });
         let per_conn = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             tower::ServiceExt::oneshot(service.clone(), req)
         });
-        let connection = self.builder.serve_connection(io, per_conn).into_owned();
-        let watched = self.graceful.watch(connection);
-        tokio::spawn(async move {
-            let ended = watched.await;
-            if let Some(status) = tracker.refused() {
-                crate::access::refused(peer, status, "request line too long");
-            } else if let Err(e) = &ended {
-                if let Some((status, why)) = rejected(e.as_ref()) {
-                    crate::access::refused(peer, status, why);
-                }
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let connection = builder.serve_connection(io, per_conn).into_owned();
+        let ended = watcher.watch(connection).await;
+        if let Some(status) = tracker.refused() {
+            crate::access::refused(peer, status, "request line too long");
+        } else if let Err(e) = &ended {
+            if let Some((status, why)) = rejected(e.as_ref()) {
+                crate::access::refused(peer, status, why);
             }
-            tracker.repeats().flush(peer);
-            drop(permit);
-        });
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+        tracker.repeats().flush(peer);
     }
 }
 

@@ -1,20 +1,31 @@
-//! Listening, accepting and serving connections, and shutting down.
+//! Listening, accepting and serving connections, reloading, and shutting
+//! down.
 //!
-//! * One accept loop per listen address. A semaphore caps concurrent
-//!   connections: at the cap, the loop stops accepting and clients wait in the
-//!   kernel's backlog. Accept errors such as EMFILE back off (5 ms doubling to
-//!   1 s) instead of ending the loop.
-//! * Each connection gets `TCP_NODELAY`, the timeout wrapper ([`conn`]) and
-//!   hyper-util's auto builder: HTTP/1.0, HTTP/1.1 with keep-alive and
-//!   pipelining, and HTTP/2 with prior knowledge (h2c) on the same port.
+//! * Listeners ([`listener`]): TCP addresses, unix sockets, TLS addresses
+//!   ([`tls`]), or the sockets systemd passed in ([`systemd`]). One accept
+//!   loop each; one connection cap over all ([`accept`]).
+//! * Each connection: the PROXY header when configured ([`proxy`]), the TLS
+//!   handshake on a TLS listener, then the timeout wrapper ([`conn`]) and
+//!   hyper: HTTP/1.0, HTTP/1.1 with keep-alive and pipelining, and HTTP/2
+//!   (h2c with prior knowledge on plain listeners, by ALPN under TLS).
 //!   HTTP/1 bodies are written with `writev` straight from the mappings.
+//! * `READY=1` to systemd once every listener accepts, `STOPPING=1` at the
+//!   stop.
+//! * SIGHUP: re-read the configuration and apply what can change live
+//!   ([`reload`]).
 //! * SIGTERM or SIGINT: stop accepting, let in-flight responses finish for the
-//!   grace period, then return so that the process exits 0.
+//!   grace period, remove the unix sockets made, then return so that the
+//!   process exits 0.
 
 mod accept;
 pub mod conn;
 mod exec;
 mod idle;
+mod listener;
+mod proxy;
+mod reload;
+mod systemd;
+mod tls;
 pub mod zerocopy;
 
 use crate::cache::{CacheConfig, FileCache, ListingRules};
@@ -25,17 +36,16 @@ use crate::handler::{App, Browse};
 use crate::http::cors::Cors;
 use crate::http::rules::HeaderRules;
 use crate::response::Policy;
-use accept::Acceptor;
+use accept::{Acceptor, Builders, Serving};
+use arc_swap::ArcSwap;
 use conn::Timeouts;
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use idle::IdleList;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 /// hyper's per-connection HTTP/1 buffer limit.
@@ -52,6 +62,7 @@ const FREE_HEAP_TRIM: u64 = 16 << 20;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the server until SIGTERM or SIGINT, then drains for the grace period.
+/// SIGHUP reloads the configuration ([`reload`]).
 pub async fn run(config: Config) -> io::Result<()> {
     if let Err(e) = crate::mmap::guard::status() {
         tracing::warn!(error = %e, "SIGBUS guard unavailable: a file truncated while a user-space reader copies it would end the process");
@@ -69,43 +80,23 @@ pub async fn run(config: Config) -> io::Result<()> {
             prefault: config.prefault,
             verified_sends: config.verified_sends,
             max_open_files: config.fd_plan.response_files,
+            etag: config.etag,
+            etag_hash_max: config.etag_hash_max,
         },
     )?;
     let uses_openat2 = cache.uses_openat2();
-    let app = Arc::new(App {
-        cache: cache.clone(),
-        hidden: config.hidden,
-        max_ranges: config.max_ranges,
-        policy: Policy {
-            cache_control: config.cache_control.clone(),
-            compress: CompressRules {
-                enabled: config.rules.compress,
-                min: config.rules.compress_min,
-                max: config.rules.compress_max,
-                precompressed: config.rules.precompressed,
-            },
-        },
-        access_log: config.access_log,
-        rules: HeaderRules::new(&config.rules.headers, &config.rules.header_rules)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("[[headers]]: {e}")))?,
-        cors: config.rules.cors.as_deref().map(Cors::new),
-        browse: Browse {
-            listing: config
-                .listing
-                .then_some(ListingRules { hidden: config.hidden, max_entries: config.listing_max_entries }),
-            not_found_page: page(config.not_found_page.as_deref(), config.hidden),
-            fallback: page(config.fallback.as_deref(), config.hidden),
-        },
-    });
-
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        listeners.push(listener);
+    let app = Arc::new(ArcSwap::from_pointee(
+        build_app(&config, &cache).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+    ));
+    let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
+    let listeners = listener::bind_all(&config).await?;
+    if tls.is_none() && listeners.iter().any(|l| l.tls) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a socket named `tls` was passed in: TLS needs --tls-cert and --tls-key",
+        ));
     }
-    let bound: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let bound: Vec<String> = listeners.iter().map(listener::Listener::describe).collect();
 
     tracing::info!(
         root = %config.root.display(),
@@ -123,12 +114,97 @@ pub async fn run(config: Config) -> io::Result<()> {
         revalidate = if cache.uses_inotify() { "inotify" } else { "statx per request" },
         resolve = if config.follow_symlinks_outside_root { "openat (follows symlinks outside root)" }
                   else if uses_openat2 { "openat2 RESOLVE_BENEATH" } else { "O_NOFOLLOW walk (no symlinks)" },
+        proxy_protocol = config.proxy_protocol,
+        etag = ?config.etag,
         "mapserve starting"
     );
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
 
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let timeouts = Arc::new(ArcSwap::from_pointee(timeouts_of(&config)));
+    let acceptor = Acceptor {
+        serving: Arc::new(Serving {
+            app: app.clone(),
+            builders: builders(&config),
+            idle: Arc::new(IdleList::default()),
+            timeouts: timeouts.clone(),
+            proxy_protocol: config.proxy_protocol,
+            tls: tls.clone(),
+        }),
+        graceful: graceful.clone(),
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+    };
+    let listeners: Vec<Arc<listener::Listener>> = listeners.into_iter().map(Arc::new).collect();
+    let mut loops = Vec::new();
+    for listener in &listeners {
+        eprintln!("listening on {}", listener.describe());
+        loops.push(tokio::spawn(acceptor.clone().run(listener.clone(), stop_rx.clone())));
+    }
+    drop(acceptor);
+    systemd::notify("READY=1");
+    let stats = tokio::spawn(housekeeping(cache.clone()));
+
+    let mut live = reload::Live { config, app, timeouts, tls, cache: cache.clone() };
+    signals(&mut live).await;
+    systemd::notify("STOPPING=1");
+    let grace = live.config.grace_period;
+    tracing::info!(?grace, "shutting down: no longer accepting");
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    for listener in &listeners {
+        listener.remove_socket_file();
+    }
+    stats.abort();
+    log_totals(&cache);
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections finished"),
+        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    Ok(())
+}
+
+/// The application a configuration describes, over the (shared) cache.
+fn build_app(config: &Config, cache: &FileCache) -> Result<App, String> {
+    Ok(App {
+        cache: cache.clone(),
+        hidden: config.hidden,
+        max_ranges: config.max_ranges,
+        policy: Policy {
+            cache_control: config.cache_control.clone(),
+            compress: CompressRules {
+                enabled: config.rules.compress,
+                min: config.rules.compress_min,
+                max: config.rules.compress_max,
+                precompressed: config.rules.precompressed,
+            },
+        },
+        access_log: config.access_log,
+        rules: HeaderRules::new(&config.rules.headers, &config.rules.header_rules)
+            .map_err(|e| format!("[[headers]]: {e}"))?,
+        cors: config.rules.cors.as_deref().map(Cors::new),
+        trusted: config.trusted_proxies.clone(),
+        browse: Browse {
+            listing: config
+                .listing
+                .then_some(ListingRules { hidden: config.hidden, max_entries: config.listing_max_entries }),
+            not_found_page: page(config.not_found_page.as_deref(), config.hidden),
+            fallback: page(config.fallback.as_deref(), config.hidden),
+        },
+    })
+}
+
+fn timeouts_of(config: &Config) -> Timeouts {
+    Timeouts { header: config.header_timeout, idle: config.idle_timeout, send: config.send_timeout }
+}
+
+/// hyper's builders: one that sniffs for h2c, one per ALPN protocol.
+fn builders(config: &Config) -> Builders {
     let mut builder = auto::Builder::new(exec::StreamExec { stall: config.send_timeout });
     builder
         .http1()
@@ -146,56 +222,23 @@ pub async fn run(config: Config) -> io::Result<()> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
         .max_send_buf_size(H2_MAX_SEND_BUF);
-    let builder = Arc::new(builder);
-    let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let semaphore = Arc::new(Semaphore::new(config.max_connections));
-    let timeouts =
-        Timeouts { header: config.header_timeout, idle: config.idle_timeout, send: config.send_timeout };
-
-    let acceptor = Acceptor {
-        app: app.clone(),
-        builder,
-        graceful: graceful.clone(),
-        slots: semaphore,
-        idle: Arc::new(IdleList::default()),
-        timeouts,
-    };
-    let mut loops = Vec::new();
-    for (listener, addr) in listeners.into_iter().zip(&bound) {
-        eprintln!("listening on http://{addr}");
-        loops.push(tokio::spawn(acceptor.clone().run(listener, stop_rx.clone())));
-    }
-    drop(acceptor);
-    let stats = tokio::spawn(housekeeping(cache.clone()));
-
-    wait_for_signal().await;
-    tracing::info!(grace = ?config.grace_period, "shutting down: no longer accepting");
-    let _ = stop_tx.send(true);
-    for l in loops {
-        let _ = l.await;
-    }
-    stats.abort();
-    log_totals(&cache);
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    match tokio::time::timeout(config.grace_period, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections finished"),
-        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
-    }
-    Ok(())
+    Builders { h1: builder.clone().http1_only(), h2: builder.clone().http2_only(), auto: builder }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+async fn signals(live: &mut reload::Live) {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
+    let hup = signal(SignalKind::hangup());
+    match (term, int, hup) {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => live.reload().await,
             }
-        }
+        },
         _ => {
             tracing::error!("cannot install signal handlers; stop with SIGKILL");
             std::future::pending::<()>().await;

@@ -29,7 +29,8 @@ fn names_are_text_and_links_are_encoded() {
     assert!(html.contains("<span>a b#c?d%e&quot;f&#39;g ä/</span>"));
     assert!(html.contains("href=\"%FFbad\""), "raw bytes survive in the link");
     assert!(html.contains("<title>Index of /top/d&amp;r/</title>"));
-    assert!(html.contains("<a href=\"/top/\">top</a>"), "breadcrumbs link each ancestor");
+    assert!(html.contains("<a href=\"../\">top</a>"), "breadcrumbs link each ancestor, relatively");
+    assert!(html.contains("<a href=\"../../\">root</a>"), "and ROOT");
     assert!(html.contains("<span aria-current=\"page\">d&amp;r</span>"));
     assert!(html.contains("href=\"../\""), "a parent link");
     assert!(!html.contains("{{"));
@@ -85,9 +86,9 @@ fn json_shape() {
     let e = &json["entries"];
     assert_eq!(e[0]["name"], "sub");
     assert_eq!(e[0]["type"], "dir");
-    assert_eq!(e[0]["href"], "/d/sub/");
+    assert_eq!(e[0]["href"], "sub/");
     assert_eq!(e[1]["name"], "grand é");
-    assert_eq!(e[1]["href"], "/d/grand%20%C3%A9");
+    assert_eq!(e[1]["href"], "grand%20%C3%A9");
     assert_eq!(e[1]["size"], 9);
     assert_eq!(e[1]["modified"], "2026-12-29T00:02:03Z");
     assert_eq!(e[2]["name"], "small");

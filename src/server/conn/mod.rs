@@ -1,6 +1,6 @@
-//! The connection's I/O wrapper: a `TcpStream` with mapserve's timeouts
-//! (`clock`), zero-copy sends of mapped file data ([`super::zerocopy`]),
-//! and the checks hyper does not make:
+//! The connection's I/O wrapper: any [`Transport`] (TCP, unix socket, TLS)
+//! with mapserve's timeouts (`clock`), zero-copy sends of mapped file data
+//! over plain TCP ([`super::zerocopy`]), and the checks hyper does not make:
 //!
 //! * a write is refused when a mapping this connection read from was
 //!   poisoned by the SIGBUS guard (bytes copied out of it may be zeros);
@@ -17,8 +17,10 @@
 mod clock;
 pub mod h1line;
 pub mod h2frames;
+pub mod transport;
 
 pub use clock::Timeouts;
+pub use transport::{Rewind, Transport};
 
 use super::zerocopy::{self, MIN_SPLICE, NoPipe, Splicer};
 use crate::track::ConnTracker;
@@ -30,6 +32,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// What a connection is known to speak before its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Plain TCP: HTTP/2 if it begins with the preface, else HTTP/1.
+    Sniff,
+    /// TLS negotiated `http/1.1` (or no ALPN).
+    H1,
+    /// TLS negotiated `h2`.
+    H2,
+}
 
 /// What the connection speaks, once its first bytes are seen.
 #[derive(Debug)]
@@ -47,10 +60,10 @@ enum Proto {
     },
 }
 
-/// A `TcpStream` with timeouts and checks.
+/// A stream with timeouts and checks.
 #[derive(Debug)]
-pub struct ConnIo {
-    stream: TcpStream,
+pub struct ConnIo<S> {
+    stream: S,
     tracker: Arc<ConnTracker>,
     clock: Clock,
     proto: Proto,
@@ -71,14 +84,19 @@ const QUIET_MS: u64 = 1000;
 
 const URI_TOO_LONG: &str = "414 URI too long\n";
 
-impl ConnIo {
+impl<S: Transport> ConnIo<S> {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream, tracker: Arc<ConnTracker>, limits: Timeouts) -> ConnIo {
+    pub fn new(stream: S, tracker: Arc<ConnTracker>, limits: Timeouts, start: Start) -> ConnIo<S> {
         ConnIo {
             stream,
             tracker,
             clock: Clock::new(limits),
-            proto: Proto::Unknown { seen: 0 },
+            // Under TLS, ALPN has chosen: HTTP/1 needs no look at the first
+            // bytes, and h2 is still checked for its preface.
+            proto: match start {
+                Start::H1 => Proto::H1(h1line::LineScanner::default()),
+                Start::Sniff | Start::H2 => Proto::Unknown { seen: 0 },
+            },
             splicer: Splicer::default(),
             seen_epoch: crate::mmap::guard::epoch(),
             unflushed: false,
@@ -134,7 +152,7 @@ impl ConnIo {
                 if flood {
                     // GOAWAY only between two frames of ours.
                     if write.at_boundary() && !self.splicer.has_pending() {
-                        let _ = self.stream.try_write(&h2frames::goaway_enhance_your_calm(guard.last_stream));
+                        let _ = self.stream.write_now(&h2frames::goaway_enhance_your_calm(guard.last_stream));
                     }
                     static THROTTLE: crate::access::Throttle = crate::access::Throttle::new(10);
                     if let Some(left_out) = THROTTLE.allow() {
@@ -164,7 +182,7 @@ impl ConnIo {
              content-length: {}\r\nconnection: close\r\n\r\n{URI_TOO_LONG}",
             URI_TOO_LONG.len()
         );
-        let _ = self.stream.try_write(response.as_bytes());
+        let _ = self.stream.write_now(response.as_bytes());
         self.tracker.note_refused(414);
     }
 
@@ -204,55 +222,64 @@ impl ConnIo {
         self.clock.is_idle(&self.tracker) && !self.unflushed && h2_quiet
     }
 
-    /// The write path when large mapped slices may be among `bufs`: bytes
-    /// before the first such slice go out with `MSG_MORE`; the slice itself is
-    /// spliced through a pipe without a copy.
+    /// The write path when large mapped slices may be among `bufs` on plain
+    /// TCP: bytes before the first such slice go out with `MSG_MORE`; the
+    /// slice itself is spliced through a pipe without a copy.
     fn poll_write_spliced(
-        &mut self,
+        splicer: &mut Splicer,
+        tracker: &ConnTracker,
+        tcp: &TcpStream,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.splicer.poll_drain(&self.stream, cx))?;
-        let tracker = &self.tracker;
+        ready!(splicer.poll_drain(tcp, cx))?;
         let first_mapped = bufs
             .iter()
             .enumerate()
             .filter(|(_, b)| b.len() >= MIN_SPLICE)
             .find_map(|(i, b)| tracker.mapping_of(b).map(|probe| (i, probe)));
         match first_mapped {
-            None => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
+            None => poll_writev(tcp, cx, bufs),
             Some((0, probe)) => {
                 let Some(data) = bufs.first() else { return Poll::Ready(Ok(0)) };
-                let mut n = match self.splicer.fill(&probe, data) {
+                let mut n = match splicer.fill(&probe, data) {
                     Ok(filled) => filled?,
                     // No pipe to be had: copy instead.
-                    Err(NoPipe) => return Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..1]),
+                    Err(NoPipe) => return poll_writev(tcp, cx, &bufs[..1]),
                 };
                 if n == 0 {
                     // The pipe is full: drain it (registering for writability).
-                    ready!(self.splicer.poll_drain(&self.stream, cx))?;
-                    n = match self.splicer.fill(&probe, data) {
+                    ready!(splicer.poll_drain(tcp, cx))?;
+                    n = match splicer.fill(&probe, data) {
                         Ok(filled) => filled?,
-                        Err(NoPipe) => return Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..1]),
+                        Err(NoPipe) => return poll_writev(tcp, cx, &bufs[..1]),
                     };
                     if n == 0 {
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                     }
                 }
-                self.splicer.drain_now(&self.stream)?;
+                splicer.drain_now(tcp)?;
                 Poll::Ready(Ok(n))
             }
             Some((i, _)) => {
                 let head = bufs.get(..i).unwrap_or_default();
                 loop {
-                    ready!(self.stream.poll_write_ready(cx))?;
-                    match zerocopy::send_more(&self.stream, head) {
+                    ready!(tcp.poll_write_ready(cx))?;
+                    match zerocopy::send_more(tcp, head) {
                         Ok(n) => return Poll::Ready(Ok(n)),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Poll::Ready(Err(e)),
                     }
                 }
             }
+        }
+    }
+
+    /// Pipe bytes left to drain go first (only plain TCP has any).
+    fn poll_drain_pipe(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.stream.tcp() {
+            Some(tcp) if self.splicer.has_pending() => self.splicer.poll_drain(tcp, cx),
+            _ => Poll::Ready(Ok(())),
         }
     }
 
@@ -291,7 +318,18 @@ impl ConnIo {
     }
 }
 
-impl AsyncRead for ConnIo {
+/// `writev` on a TCP socket through a shared reference.
+fn poll_writev(tcp: &TcpStream, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(tcp.poll_write_ready(cx))?;
+        match tcp.try_write_vectored(bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
+impl<S: Transport> AsyncRead for ConnIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -325,12 +363,12 @@ impl AsyncRead for ConnIo {
     }
 }
 
-impl AsyncWrite for ConnIo {
+impl<S: Transport> AsyncWrite for ConnIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.check_poison()?;
         // Bytes in the pipe go first.
-        if let Poll::Ready(Err(e)) = this.splicer.poll_drain(&this.stream, cx) {
+        if let Poll::Ready(Err(e)) = this.poll_drain_pipe(cx) {
             return Poll::Ready(Err(e));
         }
         let r = if this.splicer.has_pending() {
@@ -351,10 +389,11 @@ impl AsyncWrite for ConnIo {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.check_poison()?;
-        let r = if this.splicer.has_pending() || this.tracker.has_probes() {
-            this.poll_write_spliced(cx, bufs)
-        } else {
-            Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+        let r = match this.stream.tcp() {
+            Some(tcp) if this.splicer.has_pending() || this.tracker.has_probes() => {
+                Self::poll_write_spliced(&mut this.splicer, &this.tracker, tcp, cx, bufs)
+            }
+            _ => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
         };
         if let Poll::Ready(Ok(n)) = r {
             this.on_written(bufs, n);
@@ -369,7 +408,7 @@ impl AsyncWrite for ConnIo {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.splicer.has_pending() {
-            let r = this.splicer.poll_drain(&this.stream, cx).map_ok(|()| 1);
+            let r = this.poll_drain_pipe(cx).map_ok(|()| 1);
             if let Poll::Ready(Err(e)) = this.write_result(cx, r) {
                 return Poll::Ready(Err(e));
             }
