@@ -137,7 +137,7 @@ pub(crate) fn finish(record: &AccessRecord, bytes: u64, ending: Ending, repeats:
     tracing::info!(
         target: "mapserve::access",
         client = %record.client,
-        scheme = if record.https { "https" } else { "http" },
+        scheme = %if record.https { "https" } else { "http" },
         method = %record.method,
         target = %record.target,
         version = ?record.version,

@@ -121,6 +121,12 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.access_log, defaults.access_log);
     assert_eq!(from_example.log_level, defaults.log_level);
     assert_eq!(from_example.workers, defaults.workers);
+    assert_eq!(from_example.unix_mode, defaults.unix_mode);
+    assert_eq!(from_example.tls_listen, defaults.tls_listen);
+    assert_eq!(from_example.proxy_protocol, defaults.proxy_protocol);
+    assert_eq!(from_example.trusted_proxies, defaults.trusted_proxies);
+    assert_eq!(from_example.etag, defaults.etag);
+    assert_eq!(from_example.etag_hash_max, defaults.etag_hash_max);
     assert_eq!(from_example.listing, defaults.listing);
     assert_eq!(from_example.listing_max_entries, defaults.listing_max_entries);
     assert_eq!(format!("{:?}", from_example.rules), format!("{:?}", defaults.rules));
@@ -128,6 +134,14 @@ fn example_config_documents_every_default() {
     for key in [
         "root",
         "listen",
+        "unix-mode",
+        "tls-listen",
+        "tls-cert",
+        "tls-key",
+        "proxy-protocol",
+        "trusted-proxy",
+        "etag",
+        "etag-hash-max",
         "cache-max-bytes",
         "cache-max-entries",
         "small-file-max",

@@ -157,7 +157,12 @@ impl<'a> Launch<'a> {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("listening on http://") {
+                // The first listener printed: http://ADDR, https://ADDR or unix:PATH.
+                if let Some(rest) = line.strip_prefix("listening on ") {
+                    let rest = rest
+                        .strip_prefix("http://")
+                        .or_else(|| rest.strip_prefix("https://"))
+                        .unwrap_or(rest);
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(rest.to_owned());
                     }
@@ -174,7 +179,8 @@ impl<'a> Launch<'a> {
                 panic!("server did not start: {}", log.lock().unwrap());
             }
         };
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        // 0 when the first listener is a unix socket.
+        let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
         Server { child, port, addr, log }
     }
 }
@@ -182,6 +188,11 @@ impl<'a> Launch<'a> {
 impl Server {
     pub(crate) fn start(root: &Path) -> Server {
         Launch::new(root).start()
+    }
+
+    /// Every "listening on X" line so far: `http://ADDR`, `https://ADDR`, `unix:PATH`.
+    pub(crate) fn listening(&self) -> Vec<String> {
+        self.log().lines().filter_map(|l| l.strip_prefix("listening on ")).map(str::to_owned).collect()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -523,4 +534,71 @@ pub(crate) fn python(script: &str, input: &[u8]) -> std::process::Output {
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: another process could
+/// take it in between, which the callers' start-up checks would show).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Sends `request` to 127.0.0.1:`port` and parses the one response
+/// (`Connection: close` in the request makes the server end it).
+pub(crate) fn request_to(port: u16, request: &str) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Resp::parse(&out, request.starts_with("HEAD "))
+}
+
+/// nginx in the foreground with a config file in a scratch directory (its
+/// pid file, error log and temp paths there too), stopped on drop.
+pub(crate) struct Nginx {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    /// Writes `conf` to `dir/nginx.conf` and starts nginx on it; `port` is
+    /// where it listens (the config says so), polled until it accepts.
+    pub(crate) fn start(dir: &Path, conf: &str, port: u16) -> Nginx {
+        std::fs::create_dir_all(dir).unwrap();
+        let file = dir.join("nginx.conf");
+        std::fs::write(&file, conf).unwrap();
+        let global = format!("pid {0}/nginx.pid; daemon off;", dir.display());
+        let child = Command::new("nginx")
+            .args(["-p", dir.to_str().unwrap(), "-e", dir.join("error.log").to_str().unwrap()])
+            .args(["-c", file.to_str().unwrap(), "-g", &global])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("nginx is needed by this test ({e}); the README's test command installs it")
+            });
+        let mut nginx = Nginx { child, port, dir: dir.to_owned() };
+        let up = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() || !matches!(nginx.child.try_wait(), Ok(None))
+        });
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        assert!(up && matches!(nginx.child.try_wait(), Ok(None)), "nginx did not start: {log}");
+        nginx
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers (SIGKILL would leave
+    /// them running); SIGKILL only if it is still there after 5 s.
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if !eventually(Duration::from_secs(5), || !matches!(self.child.try_wait(), Ok(None))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }
