@@ -18,5 +18,6 @@ mod faults;
 mod h2;
 mod http_semantics;
 mod paths;
+mod replicas;
 mod rules;
 mod windows;
