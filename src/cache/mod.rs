@@ -376,6 +376,15 @@ impl FileCache {
         let _ = task.await;
     }
 
+    /// Drops every entry (a reload that changes what responses are built
+    /// from: their prebuilt headers and rendered listings). Responses in
+    /// flight keep theirs; the next request loads afresh. On the blocking
+    /// pool, where unmapping is inline.
+    pub async fn forget_all(&self) {
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.forget_all()).await;
+    }
+
     /// The byte limit now.
     pub fn max_bytes(&self) -> u64 {
         self.shared.budget.limit()

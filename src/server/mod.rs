@@ -64,6 +64,9 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(2);
 /// Runs the server until SIGTERM or SIGINT, then drains for the grace period.
 /// SIGHUP reloads the configuration ([`reload`]).
 pub async fn run(config: Config) -> io::Result<()> {
+    // First of all: a SIGHUP (`systemctl reload`) that comes as soon as the
+    // process announces itself must find its handler, not end the process.
+    let signals = Signals::install();
     if let Err(e) = crate::mmap::guard::status() {
         tracing::warn!(error = %e, "SIGBUS guard unavailable: a file truncated while a user-space reader copies it would end the process");
     }
@@ -148,7 +151,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     let stats = tokio::spawn(housekeeping(cache.clone()));
 
     let mut live = reload::Live { config, app, timeouts, tls, cache: cache.clone() };
-    signals(&mut live).await;
+    signals.run(&mut live).await;
     systemd::notify("STOPPING=1");
     let grace = live.config.grace_period;
     tracing::info!(?grace, "shutting down: no longer accepting");
@@ -225,23 +228,31 @@ fn builders(config: &Config) -> Builders {
     Builders { h1: builder.clone().http1_only(), h2: builder.clone().http2_only(), auto: builder }
 }
 
-/// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
-async fn signals(live: &mut reload::Live) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    let hup = signal(SignalKind::hangup());
-    match (term, int, hup) {
-        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+/// The signals the process acts on, their handlers installed.
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+        {
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
+            _ => Signals(None),
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+    async fn run(self, live: &mut reload::Live) {
+        let Some([mut term, mut int, mut hup]) = self.0 else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending::<()>().await;
+        };
+        loop {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = hup.recv() => live.reload().await,
             }
-        },
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
         }
     }
 }

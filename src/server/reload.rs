@@ -6,7 +6,9 @@
 //! A reload never stops the process.
 //!
 //! Applied live: the cache's byte and entry limits (entries beyond new
-//! limits are evicted), header rules and `--header`, CORS, listing and
+//! limits are evicted; a change of `Cache-Control`, compression, hidden
+//! files or listings empties the cache, whose entries carry headers and
+//! listings built under the old values), header rules and `--header`, CORS, listing and
 //! compression switches, `Cache-Control`, hidden files, error pages, the
 //! range cap, the access log switch, the log filter, timeouts (for
 //! connections accepted from then on), trusted proxies, the grace period
@@ -44,7 +46,9 @@ impl Live {
         let new = match Cli::try_parse_from(&args).map_err(|e| e.to_string()) {
             Ok(cli) => Config::load(cli).map_err(|e| e.to_string()),
             Err(e) => Err(e),
-        };
+        }
+        // One log line: a TOML error spans several.
+        .map_err(|e| e.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "));
         let new = match new {
             Ok(new) => new,
             Err(reason) => {
@@ -75,6 +79,21 @@ impl Live {
         let mut changed = live_changes(old, &new);
         if (new.cache_max_bytes, new.cache_max_entries) != (old.cache_max_bytes, old.cache_max_entries) {
             self.cache.set_limits(new.cache_max_bytes, new.cache_max_entries).await;
+        }
+        // Entries carry headers built under the old policy (Cache-Control,
+        // Vary) and listings rendered under the old rules: drop them.
+        let rebuilt = old.cache_control != new.cache_control
+            || (old.rules.compress, old.rules.compress_min, old.rules.compress_max, old.rules.precompressed)
+                != (
+                    new.rules.compress,
+                    new.rules.compress_min,
+                    new.rules.compress_max,
+                    new.rules.precompressed,
+                )
+            || (old.hidden, old.listing, old.listing_max_entries)
+                != (new.hidden, new.listing, new.listing_max_entries);
+        if rebuilt {
+            self.cache.forget_all().await;
         }
         if new.log_level != old.log_level {
             if let Err(e) = crate::logging::set_filter(&new.log_level) {

@@ -602,3 +602,244 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+// TLS, reload and socket-activation helpers (tls.rs, reload.rs, systemd.rs).
+
+/// The key type and PEM form of a leaf's private key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// ECDSA P-256, PKCS#8 (`BEGIN PRIVATE KEY`).
+    EcPkcs8,
+    /// ECDSA P-256, SEC1 (`BEGIN EC PRIVATE KEY`).
+    EcSec1,
+    /// RSA 2048, PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+    RsaPkcs1,
+    /// RSA 2048, PKCS#8.
+    RsaPkcs8,
+}
+
+/// A certificate chain file (leaf first, then the intermediate) and its key.
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The serial as `openssl x509 -serial` prints it (hex, upper case).
+    pub serial: String,
+}
+
+/// A test PKI made by the openssl command: a root CA (the only thing clients
+/// trust: `ca`), an intermediate CA under it, and leaves the intermediate
+/// signs for `localhost` and `127.0.0.1`, so that a handshake succeeds only
+/// when the server sends its whole chain.
+pub(crate) struct Pki {
+    pub dir: PathBuf,
+    /// The root CA certificate, for `curl --cacert` and `-CAfile`.
+    pub ca: PathBuf,
+    inter: PathBuf,
+    inter_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap_or_else(|e| {
+        panic!("`openssl` is needed by this test ({e}); the README's test command installs it")
+    });
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Pki {
+    pub(crate) fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+        let root = format!(
+            "req -x509 {ec} -keyout root.key -out root.pem -days 2 -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign"
+        );
+        let mut args: Vec<&str> = root.split_whitespace().collect();
+        args.extend(["-subj", "/CN=mapserve test root CA"]);
+        openssl(dir, &args);
+        let inter = format!("req -new {ec} -keyout inter.key -out inter.csr");
+        let mut args: Vec<&str> = inter.split_whitespace().collect();
+        args.extend(["-subj", "/CN=mapserve test intermediate CA"]);
+        openssl(dir, &args);
+        std::fs::write(
+            dir.join("inter.ext"),
+            "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .unwrap();
+        let sign = "x509 -req -in inter.csr -CA root.pem -CAkey root.key -set_serial 0x0777 -days 2 \
+                    -extfile inter.ext -out inter.pem";
+        openssl(dir, &sign.split_whitespace().collect::<Vec<_>>());
+        Pki {
+            dir: dir.to_owned(),
+            ca: dir.join("root.pem"),
+            inter: dir.join("inter.pem"),
+            inter_key: dir.join("inter.key"),
+        }
+    }
+
+    /// Issues a leaf for `localhost` and `127.0.0.1` with subject `CN=cn`
+    /// and this serial; writes `{stem}.pem` (leaf then intermediate) and
+    /// `{stem}.key`.
+    pub(crate) fn issue(&self, stem: &str, cn: &str, serial: u32, kind: KeyKind) -> Leaf {
+        let key = format!("{stem}.key");
+        match kind {
+            KeyKind::EcPkcs8 => openssl(
+                &self.dir,
+                &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key],
+            ),
+            KeyKind::EcSec1 => {
+                openssl(&self.dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key])
+            }
+            KeyKind::RsaPkcs1 => openssl(&self.dir, &["genrsa", "-traditional", "-out", &key, "2048"]),
+            KeyKind::RsaPkcs8 => openssl(
+                &self.dir,
+                &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &key],
+            ),
+        }
+        let csr = format!("{stem}.csr");
+        openssl(&self.dir, &["req", "-new", "-key", &key, "-subj", &format!("/CN={cn}"), "-out", &csr]);
+        let usage = match kind {
+            KeyKind::EcPkcs8 | KeyKind::EcSec1 => "digitalSignature",
+            KeyKind::RsaPkcs1 | KeyKind::RsaPkcs8 => "digitalSignature,keyEncipherment",
+        };
+        let ext = format!("{stem}.ext");
+        std::fs::write(
+            self.dir.join(&ext),
+            format!(
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,{usage}\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        let leaf = format!("{stem}.leaf.pem");
+        let (ca, ca_key) = (self.inter.to_str().unwrap(), self.inter_key.to_str().unwrap());
+        let sign = format!(
+            "x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -set_serial 0x{serial:04X} -days 2 -extfile {ext} -out {leaf}"
+        );
+        openssl(&self.dir, &sign.split_whitespace().collect::<Vec<_>>());
+        let mut chain = std::fs::read(self.dir.join(&leaf)).unwrap();
+        chain.extend(std::fs::read(&self.inter).unwrap());
+        let cert = self.dir.join(format!("{stem}.pem"));
+        std::fs::write(&cert, chain).unwrap();
+        set_mode(&self.dir.join(&key), 0o644);
+        Leaf { cert, key: self.dir.join(key), serial: format!("{serial:04X}") }
+    }
+}
+
+/// The ports of the server's `https://` listeners, once all `n` are logged.
+pub(crate) fn https_ports(srv: &Server, n: usize) -> Vec<u16> {
+    let ports = || -> Vec<u16> {
+        srv.listening()
+            .iter()
+            .filter_map(|l| l.strip_prefix("https://"))
+            .map(|a| a.rsplit(':').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert!(eventually(Duration::from_secs(10), || ports().len() >= n), "{}", srv.log());
+    ports()
+}
+
+/// How many times `needle` occurs in the server's log.
+pub(crate) fn log_count(srv: &Server, needle: &str) -> usize {
+    srv.log().matches(needle).count()
+}
+
+/// Whether process `pid` has a handler installed for signal number `signo`
+/// (its bit in `SigCgt` of /proc/PID/status).
+pub(crate) fn catches_signal(pid: u32, signo: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signo - 1)) != 0)
+}
+
+/// Waits until the server handles SIGHUP (it installs its handlers after
+/// printing its listeners), so that a test's SIGHUP is a reload.
+pub(crate) fn await_sighup_handler(srv: &Server) {
+    assert!(
+        eventually(Duration::from_secs(10), || catches_signal(srv.pid(), 1)),
+        "no SIGHUP handler: {}",
+        srv.log()
+    );
+}
+
+/// The binary under test started directly (no harness waiting in between):
+/// its stderr lines arrive on a channel as they are written. Killed on drop.
+pub(crate) struct RawProcess {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl RawProcess {
+    pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> RawProcess {
+        let bin =
+            std::env::var("MAPSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapserve").to_owned());
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        RawProcess { child, lines }
+    }
+
+    /// The next line for which `f` holds; `None` at the end of the output
+    /// (the process exited) or after `within`.
+    pub(crate) fn wait_line(&self, within: Duration, f: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if f(&line) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub(crate) fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+impl Drop for RawProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A [`Launch::prefix`] that drops the `-l 127.0.0.1:0` the harness adds
+/// when no `-l` is given, and execs the binary (same process), for tests
+/// where the addresses come from elsewhere (a config file's `listen`, or
+/// inherited sockets) and the command line must be exactly theirs.
+pub(crate) const WITHOUT_DEFAULT_LISTEN: [&str; 4] =
+    ["sh", "-c", "[ \"$3\" = -l ] || exit 99; bin=$1 root=$2; shift 4; exec \"$bin\" \"$root\" \"$@\"", "sh"];
+
+impl RawProcess {
+    /// The exit status, if the process ends within `within`.
+    pub(crate) fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! HTTPS (`--tls-listen`, `--tls-cert`, `--tls-key`) driven by curl, openssl
+//! s_client and Python's ssl module against certificates openssl made (a
+//! root CA, an intermediate, ECDSA and RSA leaves): files byte-exact over
+//! HTTP/1.1 and HTTP/2, TLS 1.2 and 1.3, ALPN choosing the protocol (an h2
+//! preface on an `http/1.1` connection is not HTTP/2), session resumption,
+//! start-up refusing a key that does not match, SIGHUP swapping the
+//! certificate (or keeping it when the new pair is broken) while open
+//! connections keep working, plain and TLS listeners side by side, the
+//! timeouts and the connection cap on TLS connections, and `scheme=https`
+//! in the access log.
+
+use crate::common::*;
+use rustix::process::Signal;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server with a plain listener (`srv.port`) and one TLS listener.
+fn tls_server(s: &Scratch, leaf: &Leaf, extra: &[&str]) -> (Server, u16) {
+    let srv = Launch::new(&s.path)
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .args(extra)
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    (srv, port)
+}
+
+/// Runs a command with `input` on its standard input, killed after 15 s.
+fn run_with_input(cmd: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new("timeout")
+        .arg("15")
+        .arg(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// `openssl s_client` to the TLS port, verifying against the test root:
+/// stdout and stderr together.
+fn s_client(pki: &Pki, port: u16, extra: &[&str], input: &[u8]) -> String {
+    let connect = format!("127.0.0.1:{port}");
+    let ca = pki.ca.to_str().unwrap();
+    let mut args = vec![
+        "s_client",
+        "-connect",
+        &connect,
+        "-servername",
+        "localhost",
+        "-CAfile",
+        ca,
+        "-verify_return_error",
+    ];
+    args.extend(extra);
+    let out = run_with_input("openssl", &args, input);
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The serial (hex) and subject of the certificate a new handshake gets.
+fn served_cert(pki: &Pki, port: u16) -> (String, String) {
+    let out = s_client(pki, port, &[], b"");
+    let begin = out.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| panic!("no certificate: {out}"));
+    let end = out[begin..].find("-----END CERTIFICATE-----").unwrap() + begin + 25;
+    let x509 =
+        run_with_input("openssl", &["x509", "-noout", "-serial", "-subject"], &out.as_bytes()[begin..end]);
+    let text = String::from_utf8_lossy(&x509.stdout).into_owned();
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("{text}")).trim().to_owned()
+    };
+    (field("serial="), field("subject="))
+}
+
+/// `curl -sS --cacert ROOT` with `args`; the URL path goes to the TLS port.
+fn curl_https(pki: &Pki, port: u16, path: &str, args: &[&str]) -> std::process::Output {
+    let url = format!("https://127.0.0.1:{port}{path}");
+    let mut all = vec!["-sS", "--max-time", "15", "--cacert", pki.ca.to_str().unwrap()];
+    all.extend(args);
+    all.push(&url);
+    run("curl", &all)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A keep-alive HTTPS connection held by Python's ssl module: one line in
+/// (`GET /path`, or `WAIT` to wait for the server to close), one JSON line
+/// out.
+const PY_CLIENT: &str = r#"
+import json, socket, ssl, sys, time
+port, ca, alpn = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+if alpn:
+    ctx.set_alpn_protocols([alpn])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.settimeout(10)
+f = s.makefile("rb")
+cert = s.getpeercert()
+print(json.dumps({"serial": cert["serialNumber"], "alpn": s.selected_alpn_protocol(), "version": s.version()}), flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    try:
+        if cmd[0] == "WAIT":
+            start = time.monotonic()
+            data = s.recv(1)
+            print(json.dumps({"closed_after": time.monotonic() - start, "data": data.hex()}), flush=True)
+            continue
+        s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % cmd[1]).encode())
+        status = f.readline()
+        if not status:
+            print(json.dumps({"closed": True}), flush=True)
+            continue
+        headers = {}
+        while True:
+            h = f.readline()
+            if h in (b"\r\n", b""):
+                break
+            k, v = h.decode().split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        body = f.read(int(headers.get("content-length", "0")))
+        print(json.dumps({"status": int(status.split()[1]), "headers": headers, "body": body.decode("latin-1")}), flush=True)
+    except socket.timeout:
+        print(json.dumps({"timeout": True}), flush=True)
+    except (OSError, ssl.SSLError) as e:
+        print(json.dumps({"closed": True, "error": repr(e)}), flush=True)
+"#;
+
+struct PyTls {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// The handshake: serial, alpn, version.
+    info: serde_json::Value,
+}
+
+impl PyTls {
+    fn connect(pki: &Pki, port: u16, alpn: &str) -> PyTls {
+        let mut child = Command::new("python3")
+            .args(["-c", PY_CLIENT, &port.to_string(), pki.ca.to_str().unwrap(), alpn])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 is needed");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut c = PyTls { child, lines, info: serde_json::Value::Null };
+        c.info = c.next();
+        c
+    }
+
+    fn next(&mut self) -> serde_json::Value {
+        let line = self.lines.next().unwrap_or_else(|| panic!("the Python TLS client ended")).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn get(&mut self, path: &str) -> serde_json::Value {
+        self.send(&format!("GET {path}"));
+        self.next()
+    }
+}
+
+impl Drop for PyTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long until the server closes `s` (EOF or reset); `None` if not within `limit`.
+fn closed_within(mut s: TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(start.elapsed()),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn curl_gets_files_byte_exact_over_https_with_http2_and_http11() {
+    let s = Scratch::new("tls-curl");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    let data = pattern(300_000, 7);
+    let path = s.write("www/big.bin", &data);
+    s.write("www/a.txt", b"hello over tls\n");
+    let root = s.join("www");
+    let srv = Launch::new(&root)
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    assert!(srv.listening().contains(&format!("https://127.0.0.1:{port}")), "{:?}", srv.listening());
+
+    // Byte-exact, over HTTP/2 (curl's default with ALPN) and HTTP/1.1.
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out_file = s.join(&format!("got-{version}.bin"));
+        let out = curl_https(
+            &pki,
+            port,
+            "/big.bin",
+            &[flag, "-f", "-o", out_file.to_str().unwrap(), "-w", "%{http_version} %{ssl_verify_result}"],
+        );
+        assert!(out.status.success(), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout(&out), format!("{version} 0"), "{flag}");
+        assert_eq!(sha256_file(&out_file), sha256_file(&path), "{flag}");
+    }
+    // The DNS name in the certificate, through curl's own resolution.
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/a.txt");
+    let out = run("curl", &["-sSf", "--cacert", pki.ca.to_str().unwrap(), "--resolve", &resolve, &url]);
+    assert_eq!(stdout(&out), "hello over tls\n", "{}", String::from_utf8_lossy(&out.stderr));
+    // HEAD: the length, no body.
+    let out = curl_https(&pki, port, "/big.bin", &["-I", "--http1.1"]);
+    let head = stdout(&out).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 300000\r\n"), "{head}");
+    let out = curl_https(&pki, port, "/big.bin", &["-I", "--http2"]);
+    assert!(stdout(&out).starts_with("HTTP/2 200"), "{}", stdout(&out));
+    // A range, over both protocols.
+    for flag in ["--http1.1", "--http2"] {
+        let out =
+            curl_https(&pki, port, "/big.bin", &[flag, "-f", "-r", "100000-100999", "-w", "%{http_code}"]);
+        assert_eq!(out.stdout.len(), 1003, "{flag}");
+        assert_eq!(&out.stdout[..1000], &data[100_000..101_000], "{flag}");
+        assert_eq!(&out.stdout[1000..], b"206", "{flag}");
+    }
+    // Not trusting the root: the handshake fails (the server is not vouched
+    // for by some other CA curl knows).
+    let out = run("curl", &["-sS", "--max-time", "10", &format!("https://127.0.0.1:{port}/a.txt")]);
+    assert_eq!(out.status.code(), Some(60), "{}", String::from_utf8_lossy(&out.stderr));
+    // The plain listener beside it.
+    assert_eq!(srv.get("/a.txt").body, b"hello over tls\n");
+
+    let log = log_at_exit(srv);
+    let access: Vec<&str> = log.lines().filter(|l| l.contains("mapserve::access")).collect();
+    let https = access.iter().filter(|l| l.contains("scheme=https ")).count();
+    let http = access.iter().filter(|l| l.contains("scheme=http ")).count();
+    assert_eq!((https, http), (7, 1), "{}", access.join("\n"));
+    assert!(
+        access.iter().any(|l| l.contains("scheme=https ") && l.contains("version=HTTP/2.0")),
+        "{}",
+        access.join("\n")
+    );
+    assert!(access.iter().all(|l| !l.contains("target=/a.txt") || l.contains("status=200")));
+}
+
+#[test]
+fn openssl_negotiates_tls12_tls13_and_alpn() {
+    let s = Scratch::new("tls-versions");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    s.write("a.txt", b"a");
+    let (_srv, port) = tls_server(&s, &leaf, &[]);
+    for (flag, version) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let out = s_client(&pki, port, &[flag], b"");
+        assert!(out.contains(&format!("New, {version}, Cipher is")), "{flag}: {out}");
+        assert!(out.contains("Verify return code: 0 (ok)"), "{flag}: {out}");
+        for alpn in ["h2", "http/1.1"] {
+            let out = s_client(&pki, port, &[flag, "-alpn", alpn], b"");
+            assert!(out.contains(&format!("ALPN protocol: {alpn}")), "{flag} {alpn}: {out}");
+        }
+        // Both offered: the server's preference, h2.
+        let out = s_client(&pki, port, &[flag, "-alpn", "http/1.1,h2"], b"");
+        assert!(out.contains("ALPN protocol: h2"), "{flag}: {out}");
+        let out = s_client(&pki, port, &[flag], b"");
+        assert!(out.contains("No ALPN negotiated"), "{flag}: {out}");
+    }
+    // The chain goes out whole: the intermediate is there to verify against.
+    let out = s_client(&pki, port, &["-showcerts"], b"");
+    assert_eq!(out.matches("-----BEGIN CERTIFICATE-----").count(), 2, "{out}");
+    assert!(out.contains("CN = mapserve test intermediate CA"), "{out}");
+}
+
+#[test]
+fn sessions_resume_by_ticket_and_by_session_id() {
+    let s = Scratch::new("tls-resume");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    s.write("a.txt", b"resumed");
+    let srv = Launch::new(&s.path)
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    let request = b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    // TLS 1.3 tickets arrive after the handshake: the request is sent and the
+    // response read (-ign_eof) so that s_client has the ticket when it saves.
+    for (name, flags) in [
+        ("TLS 1.3 ticket", &["-tls1_3"][..]),
+        ("TLS 1.2 ticket", &["-tls1_2"][..]),
+        ("TLS 1.2 session ID", &["-tls1_2", "-no_ticket"][..]),
+    ] {
+        let sess = s.join(&format!("{}.sess", name.replace(' ', "-")));
+        let sess = sess.to_str().unwrap();
+        let first = s_client(&pki, port, &[flags, &["-ign_eof", "-sess_out", sess]].concat(), request);
+        assert!(first.contains("New, TLSv1."), "{name}: {first}");
+        assert!(first.contains("HTTP/1.1 200 OK") && first.contains("resumed"), "{name}: {first}");
+        let second = s_client(&pki, port, &[flags, &["-ign_eof", "-sess_in", sess]].concat(), request);
+        assert!(second.contains("Reused, TLSv1."), "{name}: not resumed: {second}");
+        assert!(second.contains("HTTP/1.1 200 OK") && second.contains("resumed"), "{name}: {second}");
+    }
+}
+
+/// An h2 preface and SETTINGS frame over TLS with each ALPN offer; what came
+/// back (hex) and whether the server closed.
+const PREFACE_PROBE: &str = r#"
+import json, socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+out = {}
+for alpn in ["h2", "http/1.1", ""]:
+    ctx = ssl.create_default_context(cafile=ca)
+    if alpn:
+        ctx.set_alpn_protocols([alpn])
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    s.settimeout(5)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    got, closed = b"", False
+    try:
+        while len(got) < 65536:
+            d = s.recv(65536)
+            if not d:
+                closed = True
+                break
+            got += d
+            if alpn == "h2" and len(got) >= 9:
+                break
+    except socket.timeout:
+        pass
+    except (ConnectionResetError, ssl.SSLError):
+        closed = True
+    out[alpn or "none"] = {"alpn": s.selected_alpn_protocol(), "got": got.hex(), "closed": closed}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn an_h2_preface_is_http2_only_where_alpn_chose_h2() {
+    let s = Scratch::new("tls-preface");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path)
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    let out = Command::new("python3")
+        .args(["-c", PREFACE_PROBE, &port.to_string(), pki.ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bytes = |k: &str| -> Vec<u8> {
+        let hex = v[k]["got"].as_str().unwrap();
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    };
+    // ALPN h2: the server's SETTINGS frame (type 4 on stream 0) comes first.
+    assert_eq!(v["h2"]["alpn"], "h2", "{v}");
+    let h2 = bytes("h2");
+    assert!(h2.len() >= 9 && h2[3] == 0x04 && h2[5..9] == [0, 0, 0, 0], "no SETTINGS under ALPN h2: {v}");
+    // ALPN http/1.1 or none: HTTP/1 only. The preface is a malformed HTTP/1
+    // request: an HTTP/1 error status or a close, never an HTTP/2 frame.
+    for k in ["http/1.1", "none"] {
+        let expected_alpn = if k == "none" { serde_json::Value::Null } else { k.into() };
+        assert_eq!(v[k]["alpn"], expected_alpn, "{v}");
+        let got = bytes(k);
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+            "ALPN {k}: the preface was answered with {text:?} ({v})"
+        );
+        assert!(!(got.len() >= 9 && got[3] == 0x04), "ALPN {k}: served as HTTP/2: {v}");
+        assert_eq!(v[k]["closed"], true, "ALPN {k}: the connection stayed open: {v}");
+    }
+    // Still serving.
+    let mut c = PyTls::connect(&pki, port, "http/1.1");
+    assert_eq!(c.get("/a.txt")["status"], 200);
+}
+
+/// Runs the binary to its exit (10 s at most): its status and stderr.
+fn start_fails(args: &[&str]) -> (Option<i32>, String) {
+    let bin =
+        std::env::var("MAPSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapserve").to_owned());
+    let mut child =
+        Command::new(bin).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap())
+}
+
+#[test]
+fn start_up_refuses_a_key_that_does_not_match_naming_both_files() {
+    let s = Scratch::new("tls-mismatch");
+    let pki = Pki::new(&s.join("pki"));
+    let a = pki.issue("a", "localhost", 0x1001, KeyKind::EcPkcs8);
+    let b = pki.issue("b", "localhost", 0x1002, KeyKind::EcPkcs8);
+    let garbage = s
+        .write("garbage.key", b"-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n");
+    let root = s.path.to_str().unwrap();
+    let (cert, key_a, key_b) = (a.cert.to_str().unwrap(), a.key.to_str().unwrap(), b.key.to_str().unwrap());
+    let base = [root, "-l", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"];
+    let (status, err) = start_fails(&[&base[..], &["--tls-cert", cert, "--tls-key", key_b]].concat());
+    assert!(matches!(status, Some(c) if c != 0), "exit {status:?}: {err}");
+    assert!(err.contains(cert) && err.contains(key_b), "both files named: {err}");
+    assert!(err.contains("does not match"), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+    // A key file with no key, and a certificate that is not there.
+    let (status, err) =
+        start_fails(&[&base[..], &["--tls-cert", cert, "--tls-key", garbage.to_str().unwrap()]].concat());
+    assert!(
+        matches!(status, Some(c) if c != 0) && err.contains(garbage.to_str().unwrap()),
+        "{status:?}: {err}"
+    );
+    let missing = s.join("missing.pem");
+    let (status, err) =
+        start_fails(&[&base[..], &["--tls-cert", missing.to_str().unwrap(), "--tls-key", key_a]].concat());
+    assert!(
+        matches!(status, Some(c) if c != 0) && err.contains(missing.to_str().unwrap()),
+        "{status:?}: {err}"
+    );
+    // A TLS listener without a certificate.
+    let (status, err) = start_fails(&base);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(err.contains("tls-listen") && err.contains("--tls-cert"), "{err}");
+    // And the matching pair starts (the refusals above are about the pair).
+    let good = Launch::new(&s.path)
+        .args(&["--tls-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key_a])
+        .start();
+    assert_eq!(https_ports(&good, 1).len(), 1);
+}
+
+#[test]
+fn every_key_form_serves_ecdsa_and_rsa() {
+    let s = Scratch::new("tls-keys");
+    let pki = Pki::new(&s.join("pki"));
+    s.write("a.txt", b"key forms");
+    for (kind, bits) in [(KeyKind::EcSec1, "256"), (KeyKind::RsaPkcs1, "2048"), (KeyKind::RsaPkcs8, "2048")] {
+        let leaf = pki.issue(&format!("{kind:?}"), "localhost", 0x1003, kind);
+        let head = std::fs::read_to_string(&leaf.key).unwrap();
+        let expected = match kind {
+            KeyKind::EcSec1 => "-----BEGIN EC PRIVATE KEY-----",
+            KeyKind::RsaPkcs1 => "-----BEGIN RSA PRIVATE KEY-----",
+            _ => "-----BEGIN PRIVATE KEY-----",
+        };
+        assert!(head.starts_with(expected), "{kind:?}: {head}");
+        let (srv, port) = tls_server(&s, &leaf, &[]);
+        let out = curl_https(&pki, port, "/a.txt", &["-f"]);
+        assert_eq!(stdout(&out), "key forms", "{kind:?}: {}", String::from_utf8_lossy(&out.stderr));
+        for flag in ["-tls1_2", "-tls1_3"] {
+            let out = s_client(&pki, port, &[flag], b"");
+            assert!(out.contains(&format!("Server public key is {bits} bit")), "{kind:?} {flag}: {out}");
+            assert!(out.contains("Verify return code: 0 (ok)"), "{kind:?} {flag}: {out}");
+        }
+        drop(srv);
+    }
+}
+
+#[test]
+fn sighup_installs_a_new_certificate_and_open_connections_keep_working() {
+    let s = Scratch::new("tls-reload");
+    let pki = Pki::new(&s.join("pki"));
+    let old = pki.issue("old", "localhost", 0x1001, KeyKind::EcPkcs8);
+    // The renewal also changes the key type.
+    let new = pki.issue("new", "renewed.localhost", 0x2002, KeyKind::RsaPkcs1);
+    let live = Leaf { cert: s.join("live.pem"), key: s.join("live.key"), serial: old.serial.clone() };
+    std::fs::copy(&old.cert, &live.cert).unwrap();
+    std::fs::copy(&old.key, &live.key).unwrap();
+    s.write("www/a.txt", b"still here");
+    let srv = Launch::new(&s.join("www"))
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", live.cert.to_str().unwrap(), "--tls-key", live.key.to_str().unwrap()])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    assert_eq!(served_cert(&pki, port), ("1001".to_owned(), "CN = localhost".to_owned()));
+    let mut before = PyTls::connect(&pki, port, "http/1.1");
+    assert_eq!(before.info["serial"], "1001");
+    assert_eq!(before.get("/a.txt")["body"], "still here");
+
+    std::fs::copy(&new.cert, &live.cert).unwrap();
+    std::fs::copy(&new.key, &live.key).unwrap();
+    await_sighup_handler(&srv);
+    srv.signal(Signal::HUP);
+    assert!(
+        eventually(Duration::from_secs(10), || srv.log().contains("tls certificate (re-read)")),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(served_cert(&pki, port), ("2002".to_owned(), "CN = renewed.localhost".to_owned()));
+    let mut after = PyTls::connect(&pki, port, "http/1.1");
+    assert_eq!(after.info["serial"], "2002");
+    assert_eq!(after.get("/a.txt")["status"], 200);
+    // The connection opened before the reload: the next keep-alive request
+    // on it is served.
+    let r = before.get("/a.txt");
+    assert_eq!((r["status"].as_u64(), r["body"].as_str()), (Some(200), Some("still here")), "{r}");
+    // curl, over h2, gets the new chain too.
+    let out = curl_https(&pki, port, "/a.txt", &["-f", "--http2"]);
+    assert_eq!(stdout(&out), "still here", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_broken_new_pair_keeps_the_old_certificate_and_says_why() {
+    let s = Scratch::new("tls-reload-bad");
+    let pki = Pki::new(&s.join("pki"));
+    let old = pki.issue("old", "localhost", 0x1001, KeyKind::EcPkcs8);
+    let other = pki.issue("other", "localhost", 0x3003, KeyKind::EcPkcs8);
+    let new = pki.issue("new", "localhost", 0x2002, KeyKind::EcSec1);
+    let (cert, key) = (s.join("live.pem"), s.join("live.key"));
+    std::fs::copy(&old.cert, &cert).unwrap();
+    std::fs::copy(&old.key, &key).unwrap();
+    s.write("www/a.txt", b"a");
+    let srv = Launch::new(&s.join("www"))
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    let mut open = PyTls::connect(&pki, port, "http/1.1");
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let garbage_key = || std::fs::write(&key, b"this is not a key\n").unwrap();
+    let other_key = || {
+        std::fs::copy(&new.cert, &cert).unwrap();
+        std::fs::copy(&other.key, &key).unwrap();
+    };
+    let no_cert = || {
+        std::fs::copy(&new.key, &key).unwrap();
+        std::fs::remove_file(&cert).unwrap();
+    };
+    let cases: [(&str, &dyn Fn(), String); 3] = [
+        ("a garbage key", &garbage_key, format!("cannot read a private key from {key_s}")),
+        (
+            "the key of another certificate",
+            &other_key,
+            format!("the TLS key {key_s} does not match the certificate {cert_s}"),
+        ),
+        ("a missing certificate", &no_cert, format!("cannot read the TLS certificate {cert_s}")),
+    ];
+    for (i, (what, break_it, reason)) in cases.iter().enumerate() {
+        break_it();
+        await_sighup_handler(&srv);
+        srv.signal(Signal::HUP);
+        assert!(
+            eventually(Duration::from_secs(10), || log_count(&srv, "reload refused, nothing changed") > i),
+            "{what}: {}",
+            srv.log()
+        );
+        let log = srv.log();
+        let line = log.lines().filter(|l| l.contains("reload refused")).nth(i).unwrap().to_owned();
+        assert!(line.contains(reason.as_str()), "{what}: {line}");
+        assert_eq!(served_cert(&pki, port).0, "1001", "{what}: the old certificate stays");
+        assert_eq!(open.get("/a.txt")["status"], 200, "{what}");
+        let out = curl_https(&pki, port, "/a.txt", &["-f"]);
+        assert_eq!(stdout(&out), "a", "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(!srv.log().contains("configuration reloaded"), "{}", srv.log());
+    // The same steps with a good pair do change it.
+    std::fs::copy(&new.cert, &cert).unwrap();
+    std::fs::copy(&new.key, &key).unwrap();
+    await_sighup_handler(&srv);
+    srv.signal(Signal::HUP);
+    assert!(
+        eventually(Duration::from_secs(10), || srv.log().contains("configuration reloaded")),
+        "{}",
+        srv.log()
+    );
+    assert_eq!(served_cert(&pki, port).0, "2002");
+    assert_eq!(open.get("/a.txt")["status"], 200);
+}
+
+#[test]
+fn plain_and_tls_listeners_serve_side_by_side() {
+    let s = Scratch::new("tls-side");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    s.write("www/a.txt", b"side by side");
+    let srv = Launch::new(&s.join("www"))
+        .args(&["--tls-listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .start();
+    let tls = https_ports(&srv, 2);
+    let listening = srv.listening();
+    assert_eq!(listening.iter().filter(|l| l.starts_with("http://")).count(), 1, "{listening:?}");
+    assert_eq!(listening.iter().filter(|l| l.starts_with("https://")).count(), 2, "{listening:?}");
+    assert_ne!(tls[0], tls[1]);
+    assert_eq!(srv.get("/a.txt").body, b"side by side");
+    let plain = run("curl", &["-sSf", &srv.url("/a.txt")]);
+    assert_eq!(stdout(&plain), "side by side");
+    for port in &tls {
+        let out = curl_https(&pki, *port, "/a.txt", &["-f"]);
+        assert_eq!(stdout(&out), "side by side", "{}", String::from_utf8_lossy(&out.stderr));
+        // Plain HTTP to a TLS port is not a ClientHello: closed, no response.
+        let out = run("curl", &["-sS", "--max-time", "10", &format!("http://127.0.0.1:{port}/a.txt")]);
+        assert!(!out.status.success() && out.stdout.is_empty(), "plain HTTP on the TLS port: {out:?}");
+    }
+    // And TLS to the plain port fails the handshake.
+    let out = curl_https(&pki, srv.port, "/a.txt", &[]);
+    assert_eq!(out.status.code(), Some(35), "{out:?}");
+    assert_eq!(srv.get("/a.txt").status, 200, "still serving");
+}
+
+#[test]
+fn tls_connections_get_the_header_and_idle_timeouts() {
+    let s = Scratch::new("tls-timeouts");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path)
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .args(&["--header-timeout", "1s", "--idle-timeout", "2s"])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    // All three at once: a TCP connection that never sends a ClientHello, a
+    // TLS client silent after its handshake, and a keep-alive connection
+    // idle after one request.
+    let no_hello = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let no_hello = std::thread::spawn(move || closed_within(no_hello, Duration::from_secs(6)));
+    let mut silent = PyTls::connect(&pki, port, "http/1.1");
+    silent.send("WAIT");
+    let mut idle = PyTls::connect(&pki, port, "http/1.1");
+    assert_eq!(idle.get("/a.txt")["status"], 200);
+    idle.send("WAIT");
+    let t = no_hello.join().unwrap().expect("a connection without a ClientHello stayed open");
+    assert!(
+        t >= Duration::from_millis(800) && t < Duration::from_secs(4),
+        "no ClientHello: closed after {t:?}"
+    );
+    let r = silent.next();
+    let t = r["closed_after"].as_f64().unwrap_or_else(|| panic!("{r}"));
+    assert!((0.8..4.0).contains(&t), "silent after the handshake: closed after {t} s ({r})");
+    assert_eq!(r["data"], "", "{r}");
+    let r = idle.next();
+    let t = r["closed_after"].as_f64().unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        (1.6..5.0).contains(&t),
+        "idle keep-alive: closed after {t} s, not at the 2 s idle timeout ({r})"
+    );
+    // Meanwhile, and after, honest clients are served.
+    let out = curl_https(&pki, port, "/a.txt", &["-f"]);
+    assert_eq!(stdout(&out), "a", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_connection_cap_counts_tls_connections() {
+    let s = Scratch::new("tls-cap");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
+    s.write("a.txt", b"a");
+    let srv = Launch::new(&s.path)
+        .args(&["--tls-listen", "127.0.0.1:0"])
+        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .args(&["--max-connections", "1", "--header-timeout", "1s", "--idle-timeout", "30s"])
+        .start();
+    let port = https_ports(&srv, 1)[0];
+    // One idle TLS keep-alive connection holds the only slot: a plain
+    // client gets in by having it closed.
+    let mut tls = PyTls::connect(&pki, port, "http/1.1");
+    assert_eq!(tls.get("/a.txt")["status"], 200);
+    assert_eq!(srv.get("/a.txt").status, 200);
+    let r = tls.get("/a.txt");
+    assert_eq!(r["closed"], true, "the idle TLS connection was not closed to make room: {r}");
+    // A TLS connection still in its handshake is not idle: it holds the
+    // slot, and a plain client waits until the header timeout ends it.
+    // Accepted (a descriptor more in the server) before the plain one comes.
+    let base = settled(Duration::from_secs(3), || fd_count(srv.pid()));
+    let pending = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(eventually(Duration::from_secs(5), || fd_count(srv.pid()) > base), "not accepted");
+    let start = Instant::now();
+    assert_eq!(srv.get("/a.txt").status, 200);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600),
+        "served after {waited:?}: the pending TLS connection took no slot"
+    );
+    drop(pending);
+    let out = curl_https(&pki, port, "/a.txt", &["-f"]);
+    assert_eq!(stdout(&out), "a", "{}", String::from_utf8_lossy(&out.stderr));
+}
