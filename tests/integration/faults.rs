@@ -55,25 +55,60 @@ fn truncate(path: &std::path::Path, size: u64) {
     std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size).unwrap();
 }
 
-fn truncation_during_download(http2: bool) {
-    let s = Scratch::new(if http2 { "trunc-h2" } else { "trunc-h1" });
+/// How the downloads of a truncation test travel.
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    Http1,
+    Http2,
+    /// HTTPS (HTTP/1.1 and HTTP/2 by ALPN): rustls reads the mapped bytes in
+    /// user space to encrypt them.
+    Tls,
+}
+
+fn truncation_during_download(wire: Wire) {
+    let s = Scratch::new(match wire {
+        Wire::Http1 => "trunc-h1",
+        Wire::Http2 => "trunc-h2",
+        Wire::Tls => "trunc-tls",
+    });
     let victim = pattern(96 * MIB, 31);
     let bystander = pattern(16 * MIB, 32);
-    let victim_path = s.write("victim.bin", &victim);
-    s.write("bystander.bin", &bystander);
+    let victim_path = s.write("root/victim.bin", &victim);
+    s.write("root/bystander.bin", &bystander);
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 1, KeyKind::EcPkcs8);
     // A 128 MiB window maps the victim whole, as files usually are.
-    let mut srv = Launch::new(&s.path).args(&["--window-size", "128MiB"]).start();
+    let root = s.join("root");
+    let mut launch = Launch::new(&root).args(&["--window-size", "128MiB"]);
+    if wire == Wire::Tls {
+        launch = launch.args(&["--tls-listen", "127.0.0.1:0"]);
+        launch = launch.args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()]);
+    }
+    let mut srv = launch.start();
     let first = srv.req("HEAD", "/victim.bin", &[]);
     let old_etag = first.header("etag").unwrap().to_owned();
-    let proto: &[&str] = if http2 { &["--http2-prior-knowledge"] } else { &[] };
+    let ca = pki.ca.to_str().unwrap().to_owned();
+    let (proto, base): (Vec<&str>, String) = match wire {
+        Wire::Http1 => (vec![], srv.url("")),
+        Wire::Http2 => (vec!["--http2-prior-knowledge"], srv.url("")),
+        Wire::Tls => (vec!["--cacert", &ca], format!("https://127.0.0.1:{}", https_ports(&srv, 1)[0])),
+    };
+    let url = |path: &str| format!("{base}{path}");
     let out = Scratch::new("trunc-out");
     let bystanders: Vec<Download> = (0..6)
-        .map(|i| Download::start(&srv.url("/bystander.bin"), out.join(&format!("b{i}")), "20M", proto))
+        .map(|i| {
+            // Over TLS, half of them on HTTP/2 (by ALPN).
+            let mut args = proto.clone();
+            if wire == Wire::Tls && i % 2 == 1 {
+                args.push("--http2");
+            }
+            Download::start(&url("/bystander.bin"), out.join(&format!("b{i}")), "20M", &args)
+        })
         .collect();
     // Two victims: one past the truncation point when it happens, one (with
     // whatever the socket buffers hold) still before it.
-    let far = Download::start(&srv.url("/victim.bin"), out.join("far"), "60M", proto);
-    let near = Download::start(&srv.url("/victim.bin"), out.join("near"), "2M", proto);
+    let far = Download::start(&url("/victim.bin"), out.join("far"), "60M", &proto);
+    let near = Download::start(&url("/victim.bin"), out.join("near"), "2M", &proto);
     wait_for_bytes(&out.join("far"), 45 * MIB as u64);
     wait_for_bytes(&out.join("near"), 256 << 10);
     // An unaligned size, inside a page.
@@ -108,12 +143,17 @@ fn sha256_of(data: &[u8]) -> String {
 
 #[test]
 fn truncation_during_http1_downloads() {
-    truncation_during_download(false);
+    truncation_during_download(Wire::Http1);
 }
 
 #[test]
 fn truncation_during_http2_downloads() {
-    truncation_during_download(true);
+    truncation_during_download(Wire::Http2);
+}
+
+#[test]
+fn truncation_during_https_downloads() {
+    truncation_during_download(Wire::Tls);
 }
 
 #[test]
