@@ -14,7 +14,7 @@
 //!   prior knowledge when the preface comes); under TLS the protocol ALPN
 //!   chose, nothing else.
 
-use super::conn::{ConnIo, Rewind, Start, Timeouts, Transport};
+use super::conn::{Checked, ConnIo, Rewind, Start, Timeouts, Transport};
 use super::idle::IdleList;
 use super::listener::{Accepted, Listener};
 use super::proxy::header::ProxyHeader;
@@ -79,7 +79,7 @@ pub(super) struct Serving {
 enum Ready {
     Tcp(Rewind<tokio::net::TcpStream>),
     Unix(Rewind<tokio::net::UnixStream>),
-    Tls(Box<tokio_rustls::server::TlsStream<Rewind<tokio::net::TcpStream>>>, Start),
+    Tls(Box<tokio_rustls::server::TlsStream<Checked<Rewind<tokio::net::TcpStream>>>>, Start),
 }
 
 impl Acceptor {
@@ -144,12 +144,13 @@ impl Serving {
     /// One connection, from accept to its end.
     async fn connection(&self, accepted: Accepted, tls: bool, watcher: Watcher) {
         let timeouts = **self.timeouts.load();
+        let tracker = ConnTracker::new();
         let socket_peer = match &accepted {
             Accepted::Tcp(_, peer) => Peer::Addr(*peer),
             Accepted::Unix(_) => Peer::Unix,
         };
         let ready = if self.proxy_protocol || tls {
-            match tokio::time::timeout(timeouts.header, self.prepare(accepted, tls)).await {
+            match tokio::time::timeout(timeouts.header, self.prepare(accepted, tls, &tracker)).await {
                 Ok(Ok(ready)) => ready,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %socket_peer, error = %e, "connection closed before HTTP");
@@ -171,20 +172,25 @@ impl Serving {
                 if let Some(tcp) = s.tcp() {
                     let _ = tcp.set_nodelay(true);
                 }
-                self.serve(s, (peer, Start::Sniff), &self.builders.auto, timeouts, watcher).await;
+                self.serve(s, (peer, Start::Sniff), &self.builders.auto, (timeouts, tracker), watcher).await;
             }
             (Ready::Unix(s), peer) => {
-                self.serve(s, (peer, Start::Sniff), &self.builders.auto, timeouts, watcher).await;
+                self.serve(s, (peer, Start::Sniff), &self.builders.auto, (timeouts, tracker), watcher).await;
             }
             (Ready::Tls(s, start), peer) => {
                 let builder = if start == Start::H2 { &self.builders.h2 } else { &self.builders.h1 };
-                self.serve(s, (peer, start), builder, timeouts, watcher).await;
+                self.serve(s, (peer, start), builder, (timeouts, tracker), watcher).await;
             }
         }
     }
 
     /// The PROXY header, then the TLS handshake, as configured.
-    async fn prepare(&self, accepted: Accepted, tls: bool) -> io::Result<(Ready, Peer)> {
+    async fn prepare(
+        &self,
+        accepted: Accepted,
+        tls: bool,
+        tracker: &Arc<ConnTracker>,
+    ) -> io::Result<(Ready, Peer)> {
         let (ready, peer) = match accepted {
             Accepted::Tcp(mut s, peer) => {
                 let _ = s.set_nodelay(true);
@@ -198,7 +204,7 @@ impl Serving {
         };
         match (ready, &self.tls) {
             (Ready::Tcp(s), Some(acceptor)) if tls => {
-                let (stream, start) = acceptor.accept(s).await?;
+                let (stream, start) = acceptor.accept(Checked::new(s, tracker.clone())).await?;
                 Ok((Ready::Tls(Box::new(stream), start), peer))
             }
             (ready, _) => Ok((ready, peer)),
@@ -227,10 +233,9 @@ impl Serving {
         stream: S,
         (peer, start): (Peer, Start),
         builder: &auto::Builder<super::exec::StreamExec>,
-        timeouts: Timeouts,
+        (timeouts, tracker): (Timeouts, Arc<ConnTracker>),
         watcher: Watcher,
     ) {
-        let tracker = ConnTracker::new();
         let info = ConnInfo { peer, tracker: tracker.clone(), tls: matches!(start, Start::H1 | Start::H2) };
         self.idle.register(&tracker);
         let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), timeouts, start));

@@ -9,7 +9,7 @@
 //! (unreadable, not PEM, a key that does not match the certificate) is
 //! refused at start-up naming the files, and on reload keeps the old pair.
 
-use super::conn::{Rewind, Start};
+use super::conn::{Checked, Rewind, Start};
 use crate::config::TlsFiles;
 use arc_swap::ArcSwap;
 use std::io;
@@ -80,8 +80,8 @@ impl Tls {
     /// The handshake; the protocol ALPN chose.
     pub(super) async fn accept(
         &self,
-        stream: Rewind<TcpStream>,
-    ) -> io::Result<(TlsStream<Rewind<TcpStream>>, Start)> {
+        stream: Checked<Rewind<TcpStream>>,
+    ) -> io::Result<(TlsStream<Checked<Rewind<TcpStream>>>, Start)> {
         let tls = self.acceptor.accept(stream).await?;
         let start = match tls.get_ref().1.alpn_protocol() {
             Some(b"h2") => Start::H2,

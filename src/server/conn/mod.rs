@@ -20,7 +20,7 @@ pub mod h2frames;
 pub mod transport;
 
 pub use clock::Timeouts;
-pub use transport::{Rewind, Transport};
+pub use transport::{Checked, Rewind, Transport};
 
 use super::zerocopy::{self, MIN_SPLICE, NoPipe, Splicer};
 use crate::track::ConnTracker;

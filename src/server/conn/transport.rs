@@ -5,10 +5,18 @@
 //! Only plain TCP can take mapped pages by `splice` ([`Transport::tcp`]):
 //! over TLS every byte is encrypted in user space, and a unix socket is
 //! written with `writev` (no copy in user space either).
+//!
+//! Under TLS, rustls reads mapped bytes in user space and sends the
+//! ciphertext in the same write: a page lost to a truncation at that moment
+//! reads as zeros (the SIGBUS guard's repair). [`Checked`] sits between
+//! rustls and the socket and refuses to write once a mapping the connection
+//! read from is poisoned, so those zeros never leave.
 
+use crate::track::ConnTracker;
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -56,6 +64,78 @@ impl<T: Transport> Transport for Box<T> {
 
     fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         (**self).write_now(buf)
+    }
+}
+
+/// The socket under a TLS stream: every write first checks that no mapping
+/// this connection read from was poisoned since the last check.
+#[derive(Debug)]
+pub struct Checked<S> {
+    inner: S,
+    tracker: Arc<ConnTracker>,
+    seen_epoch: u64,
+}
+
+impl<S> Checked<S> {
+    /// `inner`, checked against the mappings `tracker` records.
+    pub fn new(inner: S, tracker: Arc<ConnTracker>) -> Checked<S> {
+        Checked { inner, tracker, seen_epoch: crate::mmap::guard::epoch() }
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        let epoch = crate::mmap::guard::epoch();
+        if epoch != self.seen_epoch {
+            self.seen_epoch = epoch;
+            if self.tracker.may_have_read_poison() {
+                return Err(io::Error::other("a mapping this connection read from was truncated (SIGBUS)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: Transport> Transport for Checked<S> {
+    fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_now(buf)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
