@@ -34,7 +34,7 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
 
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching --tls-cert; re-read on SIGHUP
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching the certificate; re-read on SIGHUP
     #[arg(long, env = "MAPSERVE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
