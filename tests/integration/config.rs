@@ -43,6 +43,7 @@ fn help_lists_every_option() {
     let table = readme.split("## Usage").nth(1).unwrap().split("\n## ").next().unwrap();
     let options: std::collections::BTreeSet<&str> = help
         .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=' || c == '<')
+        .map(|w| w.trim_end_matches([')', ';', '.', ':']))
         .filter(|w| w.starts_with("--") && w.len() > 2 && !["--help", "--version"].contains(w))
         .collect();
     assert!(options.len() > 30, "{options:?}");
