@@ -70,14 +70,18 @@ impl Listener {
         rustix::net::bind(&fd, &addr).map_err(|e| fail(e.to_string()))?;
         let made = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
         let created = Some((path.to_owned(), (made.dev(), made.ino())));
-        let listener = Listener { socket: Socket::Unix(unix_from(fd)?, None), tls: false, created };
-        // Before `listen`: until then a connect is refused.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| fail(e.to_string()))?;
-        if let Socket::Unix(l, _) = &listener.socket {
-            rustix::net::listen(l, BACKLOG).map_err(|e| fail(e.to_string()))?;
+        // Before `listen`: until then a connect is refused. On failure the
+        // file just made goes again.
+        let ready = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .and_then(|()| Ok(rustix::net::listen(&fd, BACKLOG)?));
+        if let Err(e) = ready {
+            let _ = std::fs::remove_file(path);
+            return Err(fail(e.to_string()));
         }
-        Ok(listener)
+        // Only now to tokio: a unix stream socket that does not listen yet
+        // polls as hung up, and a reactor that saw that would report it
+        // ready for ever (accept spinning on EAGAIN).
+        Ok(Listener { socket: Socket::Unix(unix_from(fd)?, None), tls: false, created })
     }
 
     /// A socket systemd passed in. `tls` when its name says so.

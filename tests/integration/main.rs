@@ -18,6 +18,7 @@ mod faults;
 mod h2;
 mod http_semantics;
 mod paths;
+mod proxies;
 mod reload;
 mod replicas;
 mod rules;
