@@ -119,6 +119,16 @@ impl<'a> Launch<'a> {
         self
     }
     /// Starts with the listen address given only by MAPSERVE_LISTEN.
+    /// Adds a TLS listener on a free port with this certificate and key.
+    pub(crate) fn tls(self, leaf: &Leaf) -> Self {
+        self.args(&["--tls-listen", "127.0.0.1:0"]).args(&[
+            "--tls-cert",
+            leaf.cert.to_str().unwrap(),
+            "--tls-key",
+            leaf.key.to_str().unwrap(),
+        ])
+    }
+
     pub(crate) fn start_with_env_listen(mut self) -> Server {
         self.args.retain(|a| a != "-l" && !a.starts_with("127.0.0.1:"));
         self.env("MAPSERVE_LISTEN", "127.0.0.1:0").start()
@@ -840,6 +850,22 @@ impl RawProcess {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// How long until the server closes `s` (EOF or reset); `None` if not
+/// within `within`.
+pub(crate) fn closed_within(mut s: TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(start.elapsed()),
+            Err(_) => return None,
         }
     }
 }

@@ -7,20 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-fn closed_within(mut s: TcpStream, within: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    s.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(start.elapsed()),
-            Err(_) => return None,
-        }
-    }
-}
-
 #[test]
 fn slow_request_heads_are_cut_at_the_header_timeout() {
     let s = Scratch::new("slowloris");

@@ -81,13 +81,7 @@ fn truncation_during_download(wire: Wire) {
     let root = s.join("root");
     let mut launch = Launch::new(&root).args(&["--window-size", "128MiB"]);
     if wire == Wire::Tls {
-        launch = launch.args(&["--tls-listen", "127.0.0.1:0"]);
-        launch = launch.args(&[
-            "--tls-cert",
-            leaf.cert.to_str().unwrap(),
-            "--tls-key",
-            leaf.key.to_str().unwrap(),
-        ]);
+        launch = launch.tls(&leaf);
     }
     let mut srv = launch.start();
     let first = srv.req("HEAD", "/victim.bin", &[]);
@@ -597,10 +591,7 @@ fn an_https_download_truncated_mid_chunk_never_carries_zeros() {
     let pki = Pki::new(&s.join("pki"));
     let leaf = pki.issue("leaf", "localhost", 1, KeyKind::EcPkcs8);
     let root = s.join("root");
-    let mut srv = Launch::new(&root)
-        .args(&["--window-size", "256MiB", "--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
-        .start();
+    let mut srv = Launch::new(&root).args(&["--window-size", "256MiB"]).tls(&leaf).start();
     let port = https_ports(&srv, 1)[0].to_string();
     // Cut well before where the client is when it cuts: the pages between
     // are gone while the server is still sending from them.

@@ -18,11 +18,7 @@ use std::time::{Duration, Instant};
 
 /// A server with a plain listener (`srv.port`) and one TLS listener.
 fn tls_server(s: &Scratch, leaf: &Leaf, extra: &[&str]) -> (Server, u16) {
-    let srv = Launch::new(&s.path)
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
-        .args(extra)
-        .start();
+    let srv = Launch::new(&s.path).tls(leaf).args(extra).start();
     let port = https_ports(&srv, 1)[0];
     (srv, port)
 }
@@ -183,21 +179,6 @@ impl Drop for PyTls {
     }
 }
 
-/// How long until the server closes `s` (EOF or reset); `None` if not within `limit`.
-fn closed_within(mut s: TcpStream, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    s.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(start.elapsed()),
-            Err(_) => return None,
-        }
-    }
-}
-
 #[test]
 fn curl_gets_files_byte_exact_over_https_with_http2_and_http11() {
     let s = Scratch::new("tls-curl");
@@ -207,10 +188,7 @@ fn curl_gets_files_byte_exact_over_https_with_http2_and_http11() {
     let path = s.write("www/big.bin", &data);
     s.write("www/a.txt", b"hello over tls\n");
     let root = s.join("www");
-    let srv = Launch::new(&root)
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
-        .start();
+    let srv = Launch::new(&root).tls(&leaf).start();
     let port = https_ports(&srv, 1)[0];
     assert!(srv.listening().contains(&format!("https://127.0.0.1:{port}")), "{:?}", srv.listening());
 
@@ -300,10 +278,7 @@ fn sessions_resume_by_ticket_and_by_session_id() {
     let pki = Pki::new(&s.join("pki"));
     let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
     s.write("a.txt", b"resumed");
-    let srv = Launch::new(&s.path)
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
-        .start();
+    let srv = Launch::new(&s.path).tls(&leaf).start();
     let port = https_ports(&srv, 1)[0];
     let request = b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     // TLS 1.3 tickets arrive after the handshake: the request is sent and the
@@ -361,10 +336,7 @@ fn an_h2_preface_is_http2_only_where_alpn_chose_h2() {
     let pki = Pki::new(&s.join("pki"));
     let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
     s.write("a.txt", b"a");
-    let srv = Launch::new(&s.path)
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
-        .start();
+    let srv = Launch::new(&s.path).tls(&leaf).start();
     let port = https_ports(&srv, 1)[0];
     let out = Command::new("python3")
         .args(["-c", PREFACE_PROBE, &port.to_string(), pki.ca.to_str().unwrap()])

@@ -110,10 +110,7 @@ fn sighup_installs_a_new_certificate_and_open_connections_keep_working() {
     std::fs::copy(&old.cert, &live.cert).unwrap();
     std::fs::copy(&old.key, &live.key).unwrap();
     s.write("www/a.txt", b"still here");
-    let srv = Launch::new(&s.join("www"))
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", live.cert.to_str().unwrap(), "--tls-key", live.key.to_str().unwrap()])
-        .start();
+    let srv = Launch::new(&s.join("www")).tls(&live).start();
     let port = https_ports(&srv, 1)[0];
     assert_eq!(served_cert(&pki, port), ("1001".to_owned(), "CN = localhost".to_owned()));
     let mut before = PyTls::connect(&pki, port, "http/1.1");
@@ -247,11 +244,8 @@ fn tls_connections_get_the_header_and_idle_timeouts() {
     let pki = Pki::new(&s.join("pki"));
     let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
     s.write("a.txt", b"a");
-    let srv = Launch::new(&s.path)
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
-        .args(&["--header-timeout", "1s", "--idle-timeout", "2s"])
-        .start();
+    let srv =
+        Launch::new(&s.path).tls(&leaf).args(&["--header-timeout", "1s", "--idle-timeout", "2s"]).start();
     let port = https_ports(&srv, 1)[0];
     // All three at once: a TCP connection that never sends a ClientHello, a
     // TLS client silent after its handshake, and a keep-alive connection
@@ -290,8 +284,7 @@ fn the_connection_cap_counts_tls_connections() {
     let leaf = pki.issue("leaf", "localhost", 0x1001, KeyKind::EcPkcs8);
     s.write("a.txt", b"a");
     let srv = Launch::new(&s.path)
-        .args(&["--tls-listen", "127.0.0.1:0"])
-        .args(&["--tls-cert", leaf.cert.to_str().unwrap(), "--tls-key", leaf.key.to_str().unwrap()])
+        .tls(&leaf)
         .args(&["--max-connections", "1", "--header-timeout", "1s", "--idle-timeout", "30s"])
         .start();
     let port = https_ports(&srv, 1)[0];
