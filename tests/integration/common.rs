@@ -840,6 +840,16 @@ pub(crate) const WITHOUT_DEFAULT_LISTEN: [&str; 4] =
 
 impl RawProcess {
     /// The exit status, if the process ends within `within`.
+    /// After a SIGHUP sent to it: whether it logged handling it, and its
+    /// exit status if it ended (or still ended within 5 s without a line:
+    /// its stderr can close a moment before it can be reaped).
+    pub(crate) fn sighup_outcome(&mut self) -> (bool, Option<std::process::ExitStatus>) {
+        let handled = self.wait_line(Duration::from_secs(10), |l| l.contains("SIGHUP: reloading")).is_some();
+        let status =
+            if handled { self.child.try_wait().unwrap() } else { self.exit_within(Duration::from_secs(5)) };
+        (handled, status)
+    }
+
     pub(crate) fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         loop {

@@ -213,16 +213,9 @@ fn a_reload_right_after_ready_does_not_stop_the_process() {
             RawProcess::spawn(&[root, "-l", "127.0.0.1:0"], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
         assert_eq!(recv_state(&notify), "READY=1");
         p.signal(Signal::HUP);
-        let handled = p.wait_line(Duration::from_secs(10), |l| l.contains("SIGHUP: reloading"));
-        // Ended, or still running (its stderr can close a moment before
-        // it can be reaped).
-        let status = if handled.is_some() {
-            p.child.try_wait().unwrap()
-        } else {
-            p.exit_within(Duration::from_secs(5))
-        };
+        let (handled, status) = p.sighup_outcome();
         assert!(
-            handled.is_some() && status.is_none(),
+            handled && status.is_none(),
             "attempt {attempt}: SIGHUP right after READY=1 stopped the process: {status:?}"
         );
     }
