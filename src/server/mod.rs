@@ -1,10 +1,10 @@
 //! Listening, accepting and serving connections, reloading, and shutting
 //! down.
 //!
-//! * Listeners ([`listener`]): TCP addresses, unix sockets, TLS addresses
-//!   ([`tls`]), or the sockets systemd passed in ([`systemd`]). One accept
-//!   loop each; one connection cap over all ([`accept`]).
-//! * Each connection: the PROXY header when configured ([`proxy`]), the TLS
+//! * Listeners (`listener`): TCP addresses, unix sockets, TLS addresses
+//!   (`tls`), or the sockets systemd passed in (`systemd`). One accept
+//!   loop each; one connection cap over all (`accept`).
+//! * Each connection: the PROXY header when configured (`proxy`), the TLS
 //!   handshake on a TLS listener, then the timeout wrapper ([`conn`]) and
 //!   hyper: HTTP/1.0, HTTP/1.1 with keep-alive and pipelining, and HTTP/2
 //!   (h2c with prior knowledge on plain listeners, by ALPN under TLS).
@@ -12,7 +12,7 @@
 //! * `READY=1` to systemd once every listener accepts, `STOPPING=1` at the
 //!   stop.
 //! * SIGHUP: re-read the configuration and apply what can change live
-//!   ([`reload`]).
+//!   (`reload`).
 //! * SIGTERM or SIGINT: stop accepting, let in-flight responses finish for the
 //!   grace period, remove the unix sockets made, then return so that the
 //!   process exits 0.
@@ -62,7 +62,7 @@ const FREE_HEAP_TRIM: u64 = 16 << 20;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs the server until SIGTERM or SIGINT, then drains for the grace period.
-/// SIGHUP reloads the configuration ([`reload`]).
+/// SIGHUP reloads the configuration (`reload`).
 pub async fn run(config: Config) -> io::Result<()> {
     // First of all: a SIGHUP (`systemctl reload`) that comes as soon as the
     // process announces itself must find its handler, not end the process.
