@@ -5,7 +5,7 @@
 //!
 //! | module | does |
 //! |---|---|
-//! | `server` | listeners, connections, timeouts, zero-copy sends, HTTP/2 stream watchdog, shutdown |
+//! | `server` | listeners (TCP, unix, TLS, systemd), PROXY protocol, connections, timeouts, zero-copy sends, HTTP/2 stream watchdog, reload, shutdown |
 //! | `app` | the application as one tower service around the handler |
 //! | `handler` | the request pipeline, top to bottom |
 //! | `response` | the one place that builds responses |
@@ -21,7 +21,7 @@
 //! | `error` | request failures and their statuses |
 //! | `fs` | opening files beneath ROOT without races |
 //! | `mmap` | the only `unsafe`: mappings, the SIGBUS guard, residency, vmsplice |
-//! | `http` | pure HTTP decisions: ranges, preconditions, encodings, framing, header rules, CORS |
+//! | `http` | pure HTTP decisions: ranges, preconditions, encodings, framing, header rules, CORS, forwarded headers |
 //! | `path` | pure request-path validation |
 //! | `config` | command line, environment and file into one `Config` |
 //! | `limits` | page size, descriptor and mapping limits |
