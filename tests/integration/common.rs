@@ -167,6 +167,8 @@ impl<'a> Launch<'a> {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // Into the log first: a test may read it as soon as start() returns.
+                log2.lock().unwrap().push_str(&format!("{line}\n"));
                 // The first listener printed: http://ADDR, https://ADDR or unix:PATH.
                 if let Some(rest) = line.strip_prefix("listening on ") {
                     let rest = rest
@@ -177,9 +179,6 @@ impl<'a> Launch<'a> {
                         let _ = tx.send(rest.to_owned());
                     }
                 }
-                let mut log = log2.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {

@@ -221,3 +221,44 @@ fn the_address_a_proxy_header_conveys_decides_whether_forwarded_headers_are_beli
     let a = access_for(&srv6, "/a.txt?pp-v6");
     assert_eq!((a.get("client"), a.get("scheme")), ("198.51.100.4", "https"), "{}", a.line);
 }
+
+/// A PROXY header, then the TLS handshake on the same connection, from
+/// Python's ssl module: prints the response's status line.
+const PROXY_THEN_TLS: &str = r#"
+import socket, ssl, sys
+port, ca, header, target = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode(), sys.argv[4]
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(header)
+t = ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname="localhost")
+t.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+got = b""
+while True:
+    d = t.recv(65536)
+    if not d:
+        break
+    got += d
+print(got.split(b"\r\n", 1)[0].decode())
+"#;
+
+#[test]
+fn a_proxy_header_comes_before_the_tls_handshake_on_a_tls_listener() {
+    let s = Scratch::new("proxy-tls");
+    s.write("www/a.txt", b"over tls");
+    let pki = Pki::new(&s.join("pki"));
+    let leaf = pki.issue("leaf", "localhost", 1, KeyKind::EcPkcs8);
+    let srv = Launch::new(&s.join("www")).tls(&leaf).arg("--proxy-protocol").start();
+    let port = https_ports(&srv, 1)[0].to_string();
+    let ca = pki.ca.to_str().unwrap();
+    let out = run(
+        "python3",
+        &["-c", PROXY_THEN_TLS, &port, ca, "PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n", "/a.txt?tls"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "HTTP/1.1 200 OK", "{out:?}");
+    let line = access_for(&srv, "/a.txt?tls");
+    assert_eq!(line.get("client"), "203.0.113.7:5555");
+    assert_eq!(line.get("scheme"), "https");
+    // Without the header, the ClientHello itself is refused as a bad header:
+    // the handshake fails and nothing is answered.
+    let out = run("python3", &["-c", PROXY_THEN_TLS, &port, ca, "", "/a.txt?none"]);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+}
