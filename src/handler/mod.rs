@@ -30,10 +30,7 @@ use crate::cache::{Content, Entry, FileCache, Held, HoldError, ListingRules, Rea
 use crate::error::ServeError;
 use crate::fs::FsError;
 use crate::http::accept::{self, Preferred};
-use crate::http::conditional::{self, Decision, Validators};
 use crate::http::cors::{self, Cors};
-use crate::http::forwarded;
-use crate::http::range::{self, RangeOutcome};
 use crate::http::rules::HeaderRules;
 use crate::listing::Variant;
 use crate::path::{self, RelPath};
@@ -46,9 +43,14 @@ use axum::extract::{Request, State};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, Version, header};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
+mod origin;
+mod plan;
 mod represent;
+
+use origin::directory_location;
+use plan::plan;
 
 /// Shared state of the application.
 #[derive(Debug)]
@@ -125,44 +127,13 @@ impl Scope {
     }
 }
 
-/// Who sent a request and how, after the trusted-proxy rules.
-#[derive(Debug, Default)]
-struct Origin {
-    /// The client (a trusted proxy's word, else the connection's peer).
-    client: Option<Peer>,
-    /// The client used HTTPS (a trusted proxy's word, else TLS here).
-    https: bool,
-    /// The path prefix a trusted proxy serves this tree under.
-    prefix: Option<String>,
-}
-
-/// The client, scheme and prefix of a request on `conn`.
-fn origin(app: &App, conn: Option<&ConnInfo>, req: &Parts) -> Origin {
-    let Some(conn) = conn else { return Origin::default() };
-    let trusted = match conn.peer.ip() {
-        _ if app.trusted.is_empty() => false,
-        Some(ip) => app.trusted.trusts(ip),
-        None => app.trusted.unix,
-    };
-    if !trusted {
-        return Origin { client: Some(conn.peer), https: conn.tls, prefix: None };
-    }
-    let told =
-        forwarded::believe(&app.trusted.nets, req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
-    Origin {
-        client: Some(told.client.map_or(conn.peer, Peer::Forwarded)),
-        https: told.https.unwrap_or(conn.tls),
-        prefix: told.prefix,
-    }
-}
-
 /// The axum handler for every path.
 pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response::Response {
     let app = scope.app.load_full();
     let conn = scope.conn;
     let start = app.access_log.then(Instant::now);
     let (req, _body) = req.into_parts();
-    let origin = origin(&app, conn.as_ref(), &req);
+    let origin = origin::origin(&app, conn.as_ref(), &req);
     let guard = conn.as_ref().map(|c| c.tracker.begin());
     let head = req.method == Method::HEAD;
     let quota = conn.as_ref().and_then(|c| c.tracker.quota());
@@ -457,70 +428,4 @@ fn reads(plan: &Plan, head: bool) -> Reads {
         Plan::Multi(_) => Reads::Several,
         Plan::NotModified | Plan::PreconditionFailed | Plan::Unsatisfiable => Reads::Nothing,
     }
-}
-
-/// Preconditions (RFC 9110 §13.2.2), then the range, decide what to send
-/// of the representation (`entry` seen as `face`; `varies`: the resource has
-/// several codings).
-fn plan(app: &App, req: &Parts, entry: &Entry, face: crate::cache::Face, varies: bool) -> Plan {
-    let h = entry.face(face);
-    let validators = Validators {
-        etag: h.etag.as_bytes(),
-        last_modified: h.last_modified_secs,
-        // Only If-Range asks whether Last-Modified is strong (§8.8.2.2).
-        // It never is for a resource with several codings: the codings
-        // share the date but not the bytes, so a range resumed by date
-        // could splice one coding onto another.
-        last_modified_is_strong: !varies
-            && req.headers.contains_key(header::IF_RANGE)
-            && h.last_modified_secs.is_some_and(|lm| lm.saturating_add(1) <= now_secs()),
-    };
-    let is_get = req.method == Method::GET;
-    match conditional::evaluate(&req.headers, is_get, &validators) {
-        Decision::NotModified => Plan::NotModified,
-        Decision::PreconditionFailed => Plan::PreconditionFailed,
-        Decision::Proceed { use_range } => {
-            let mut ranges = req.headers.get_all(header::RANGE).iter();
-            // A listing is generated: Range is ignored (RFC 9110 §14.2 allows it).
-            match (is_get && use_range && !h.listing, ranges.next(), ranges.next()) {
-                (true, Some(value), None) => {
-                    match range::evaluate(value.as_bytes(), entry.len(), app.max_ranges) {
-                        RangeOutcome::Full => Plan::Full,
-                        RangeOutcome::Unsatisfiable => Plan::Unsatisfiable,
-                        RangeOutcome::Single(r) => Plan::Single(r),
-                        // A coded body in multipart/byteranges would read as
-                        // a coded multipart body: send it whole.
-                        RangeOutcome::Multi(_) if h.content_encoding.is_some() => Plan::Full,
-                        RangeOutcome::Multi(v) => Plan::Multi(v),
-                    }
-                }
-                _ => Plan::Full,
-            }
-        }
-    }
-}
-
-/// `Location` for a directory asked for without its trailing slash: the
-/// request's own (still encoded) path with the slash added and the query
-/// kept. A path, not an absolute URL, so it stays right behind a proxy;
-/// repeated slashes are collapsed so that `//host/dir` cannot become a
-/// protocol-relative redirect to another site. A trusted proxy's path
-/// prefix (already checked: `/a/b`, no `//`) goes in front.
-fn directory_location(req: &Parts, prefix: Option<&str>) -> HeaderValue {
-    let mut location = String::with_capacity(req.uri.path().len() + 2);
-    location.push_str(prefix.unwrap_or_default());
-    for segment in req.uri.path().split('/').filter(|s| !s.is_empty()) {
-        location.push('/');
-        location.push_str(segment);
-    }
-    location.push('/');
-    if let Some(query) = req.uri.query() {
-        location.push('?');
-        location.push_str(query);
-    }
-    HeaderValue::from_str(&location).unwrap_or_else(|_| HeaderValue::from_static("/"))
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -203,7 +203,7 @@ fn parse_forwarded(line: &[u8], out: &mut Vec<Element>) -> Option<()> {
                 Some(_) => {}
             }
             let name = cur.token()?.to_ascii_lowercase();
-            cur.expect(b'=')?;
+            cur.consume(b'=')?;
             let value = if cur.peek() == Some(b'"') { cur.quoted()? } else { cur.token()?.to_vec() };
             if pairs.iter().any(|(seen, _)| *seen == name) {
                 return None;
@@ -256,7 +256,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    fn consume(&mut self, byte: u8) -> Option<()> {
         (self.peek() == Some(byte)).then(|| self.bump())
     }
 
@@ -271,7 +271,7 @@ impl<'a> Cursor<'a> {
 
     /// A quoted-string starting at the `"`, returned unescaped.
     fn quoted(&mut self) -> Option<Vec<u8>> {
-        self.expect(b'"')?;
+        self.consume(b'"')?;
         let mut out = Vec::new();
         loop {
             let b = self.peek()?;

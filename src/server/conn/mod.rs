@@ -20,7 +20,7 @@ pub mod h2frames;
 pub mod transport;
 
 pub use clock::Timeouts;
-pub use transport::{Checked, Rewind, Transport};
+pub use transport::{Checked, PoisonWatch, Rewind, Transport};
 
 use super::zerocopy::{self, MIN_SPLICE, NoPipe, Splicer};
 use crate::track::ConnTracker;
@@ -68,7 +68,7 @@ pub struct ConnIo<S> {
     clock: Clock,
     proto: Proto,
     splicer: Splicer,
-    seen_epoch: u64,
+    poison: PoisonWatch,
     /// Bytes were written since the last flush completed.
     unflushed: bool,
     /// When HTTP/2 DATA was last written (coarse-clock milliseconds).
@@ -98,7 +98,7 @@ impl<S: Transport> ConnIo<S> {
                 Start::Sniff | Start::H2 => Proto::Unknown { seen: 0 },
             },
             splicer: Splicer::default(),
-            seen_epoch: crate::mmap::guard::epoch(),
+            poison: PoisonWatch::new(),
             unflushed: false,
             last_data_ms: 0,
             wrote_data: false,
@@ -288,14 +288,7 @@ impl<S: Transport> ConnIo<S> {
     /// copied out of it in user space (h2 copies small frames) may be zeros,
     /// so the connection is aborted before they reach the wire.
     fn check_poison(&mut self) -> io::Result<()> {
-        let epoch = crate::mmap::guard::epoch();
-        if epoch != self.seen_epoch {
-            self.seen_epoch = epoch;
-            if self.tracker.may_have_read_poison() {
-                return Err(io::Error::other("a mapping this connection read from was truncated (SIGBUS)"));
-            }
-        }
-        Ok(())
+        self.poison.check(&self.tracker)
     }
 
     fn write_result(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {

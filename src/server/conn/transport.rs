@@ -73,20 +73,46 @@ impl<T: Transport> Transport for Box<T> {
 pub struct Checked<S> {
     inner: S,
     tracker: Arc<ConnTracker>,
-    seen_epoch: u64,
+    poison: PoisonWatch,
 }
 
 impl<S> Checked<S> {
     /// `inner`, checked against the mappings `tracker` records.
     pub fn new(inner: S, tracker: Arc<ConnTracker>) -> Checked<S> {
-        Checked { inner, tracker, seen_epoch: crate::mmap::guard::epoch() }
+        Checked { inner, tracker, poison: PoisonWatch::new() }
     }
 
     fn check(&mut self) -> io::Result<()> {
+        self.poison.check(&self.tracker)
+    }
+}
+
+/// Whether a mapping a connection read from was poisoned by the SIGBUS
+/// guard since the last look: the guard's epoch is one atomic load; the
+/// connection's mappings are looked at only when it moved.
+#[derive(Debug)]
+pub struct PoisonWatch {
+    seen_epoch: u64,
+}
+
+impl Default for PoisonWatch {
+    fn default() -> PoisonWatch {
+        PoisonWatch::new()
+    }
+}
+
+impl PoisonWatch {
+    /// Watching from now.
+    pub fn new() -> PoisonWatch {
+        PoisonWatch { seen_epoch: crate::mmap::guard::epoch() }
+    }
+
+    /// An error once a mapping `tracker` records was poisoned.
+    pub fn check(&mut self, tracker: &ConnTracker) -> io::Result<()> {
         let epoch = crate::mmap::guard::epoch();
         if epoch != self.seen_epoch {
             self.seen_epoch = epoch;
-            if self.tracker.may_have_read_poison() {
+            if tracker.may_have_read_poison() {
                 return Err(io::Error::other("a mapping this connection read from was truncated (SIGBUS)"));
             }
         }
