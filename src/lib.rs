@@ -5,13 +5,14 @@
 //!
 //! | module | does |
 //! |---|---|
-//! | `server` | listeners (TCP, unix, TLS, systemd), PROXY protocol, connections, timeouts, zero-copy sends, HTTP/2 stream watchdog, reload, shutdown |
+//! | `server` | listeners (TCP, unix, TLS, systemd), PROXY protocol, connections, timeouts, zero-copy sends, HTTP/2 stream watchdog, reload, prewarming, shutdown |
+//! | `admin` | the admin listener's routes: metrics, health, the cache API, the dashboard |
 //! | `app` | the application as one tower service around the handler |
 //! | `handler` | the request pipeline, top to bottom |
 //! | `response` | the one place that builds responses |
 //! | `body` | response bodies: chunks, each checked before it leaves |
 //! | `track` | what a connection and its requests share |
-//! | `access` | the access log |
+//! | `access_log` | the access log: line formats, the non-blocking writer |
 //! | `peer` | who a connection or request comes from |
 //! | `cache` | entries, windows, budget, loading, change detection, ROOT, rendered listings |
 //! | `listing` | directory listings: read, sort, render as HTML or JSON |
@@ -26,6 +27,7 @@
 //! | `config` | command line, environment and file into one `Config` |
 //! | `limits` | page size, descriptor and mapping limits |
 //! | `logging` | the log subscriber |
+//! | `metrics` | request, connection and timeout counters (sharded), Prometheus exposition |
 //!
 //! A module uses only modules below it in this table (`tests/layering.rs`
 //! checks every `crate::` path in `src/`). `http` and `path` are pure. All
@@ -33,7 +35,8 @@
 
 #![deny(unsafe_code)]
 
-mod access;
+pub mod access_log;
+pub mod admin;
 pub mod app;
 pub mod body;
 pub mod cache;
@@ -46,6 +49,7 @@ pub mod http;
 pub mod limits;
 pub mod listing;
 pub mod logging;
+pub mod metrics;
 pub mod mmap;
 pub mod pages;
 pub mod path;

@@ -17,6 +17,8 @@ pub const STYLE: &str = include_str!("../static/style.css");
 pub const SCRIPT: &str = include_str!("../static/listing.js");
 /// The icon sprite both pages inline.
 pub const ICONS: &str = include_str!("../static/icons.svg");
+/// The admin listener's cache dashboard (inline CSS and script).
+pub const DASHBOARD: &str = include_str!("../static/dashboard.html");
 
 /// `Content-Security-Policy` of a listing page: nothing may load, and the
 /// only script that may run is the page's own (by its hash), so even a name

@@ -16,6 +16,14 @@ pub enum Peer {
 }
 
 impl Peer {
+    /// The port, when the client is known by its socket address.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Peer::Addr(a) => Some(a.port()),
+            Peer::Forwarded(_) | Peer::Unix => None,
+        }
+    }
+
     /// The address, when there is one (IPv4-mapped IPv6 addresses as IPv4).
     pub fn ip(&self) -> Option<IpAddr> {
         match self {

@@ -30,6 +30,7 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
         max_open_files: 1000,
         etag: Default::default(),
         etag_hash_max: 0,
+        pin_max_percent: 50,
     };
     tweak(&mut c);
     FileCache::new(dir, false, &c).unwrap()

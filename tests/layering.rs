@@ -5,8 +5,29 @@
 
 /// Top to bottom, as in `src/lib.rs`.
 const LAYERS: &[&str] = &[
-    "server", "app", "handler", "response", "body", "track", "access", "peer", "cache", "listing",
-    "compress", "pages", "quota", "error", "fs", "mmap", "http", "path", "config", "limits", "logging",
+    "server",
+    "admin",
+    "app",
+    "handler",
+    "response",
+    "body",
+    "track",
+    "access_log",
+    "peer",
+    "cache",
+    "listing",
+    "compress",
+    "pages",
+    "quota",
+    "error",
+    "fs",
+    "mmap",
+    "http",
+    "path",
+    "config",
+    "limits",
+    "logging",
+    "metrics",
 ];
 
 fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

@@ -43,6 +43,8 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
                 max_open_files: 10,
                 etag: Default::default(),
                 etag_hash_max: 0,
+                pin_max_percent: 50,
+                pin_max_percent: 50,
             },
         )
         .unwrap()

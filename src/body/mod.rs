@@ -17,7 +17,7 @@
 //! timeout), which only the drop can tell. Either way the connection's
 //! in-flight mark is released with it.
 
-use crate::access::{AccessRecord, Ending};
+use crate::access_log::{AccessRecord, Ending, Report, Tally};
 use crate::cache::Entry;
 use crate::quota::FileSlot;
 use crate::track::RequestGuard;
@@ -101,6 +101,11 @@ pub struct FileBody {
     failed: bool,
     entry: Option<Arc<Entry>>,
     record: Option<AccessRecord>,
+    tally: Option<Tally>,
+    /// The entry was loaded for this request (a cache miss).
+    loaded: bool,
+    /// Its number in the connection's ledger, once a chunk was handed over.
+    seq: Option<u64>,
     guard: Option<RequestGuard>,
     file_slot: Option<FileSlot>,
 }
@@ -122,6 +127,9 @@ impl FileBody {
             failed: false,
             entry,
             record: None,
+            tally: None,
+            loaded: false,
+            seq: None,
             guard: None,
             file_slot: None,
         }
@@ -153,9 +161,34 @@ impl FileBody {
     }
 
     /// Attaches what the end of the response must report and release.
-    pub fn attach(&mut self, record: Option<AccessRecord>, guard: Option<RequestGuard>) {
+    pub fn attach(&mut self, record: Option<AccessRecord>, tally: Tally, guard: Option<RequestGuard>) {
         self.record = record;
+        self.tally = Some(tally);
         self.guard = guard;
+    }
+
+    /// Marks the entry as loaded for this request (a miss).
+    pub fn mark_loaded(&mut self) {
+        self.loaded = true;
+    }
+
+    /// How the body is served, for the access log: `hit`, `load`, `window`,
+    /// `pread`, `compressed`, `listing`, or `none` (no entry).
+    fn outcome(&self) -> &'static str {
+        use crate::cache::Content;
+        let Some(entry) = &self.entry else { return "none" };
+        if entry.headers.listing {
+            "listing"
+        } else if entry.headers.content_encoding.is_some() {
+            "compressed"
+        } else {
+            match &entry.content {
+                Content::Windowed(_) => "window",
+                Content::Stream(_) => "pread",
+                _ if self.loaded => "load",
+                _ => "hit",
+            }
+        }
     }
 
     /// Total bytes this body will yield.
@@ -248,6 +281,10 @@ impl http_body::Body for FileBody {
                     _ => continue,
                 },
             };
+            if let Some(tracker) = this.guard.as_ref().map(RequestGuard::tracker).filter(|t| t.ledger_on()) {
+                let seq = *this.seq.get_or_insert_with(|| tracker.ledger_seq());
+                tracker.ledger_chunk(seq, &chunk);
+            }
             let n = chunk.len() as u64;
             this.sent = this.sent.saturating_add(n);
             this.remaining = this.remaining.saturating_sub(n);
@@ -269,11 +306,17 @@ impl http_body::Body for FileBody {
 }
 
 impl FileBody {
-    /// Finishes the access-log record, once.
+    /// Reports the request (metrics, access line), once: now, or, on an
+    /// HTTP/1 connection that counts what it writes, when its bytes are out
+    /// (`track::ledger`).
     fn finish(&mut self, ending: Ending) {
-        if let Some(record) = self.record.take() {
-            let repeats = self.guard.as_ref().map(|g| g.tracker().repeats());
-            crate::access::finish(&record, self.sent, ending, repeats);
+        if self.tally.is_none() && self.record.is_none() {
+            return;
+        }
+        let report = Report { record: self.record.take(), tally: self.tally.take(), outcome: self.outcome() };
+        match (&self.guard, self.seq) {
+            (Some(guard), Some(seq)) => guard.tracker().ledger_defer(seq, self.sent, ending, report),
+            (guard, _) => report.send(self.sent, ending, guard.as_ref().map(|g| g.tracker().repeats())),
         }
     }
 }

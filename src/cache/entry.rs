@@ -97,6 +97,47 @@ pub struct Entry {
     /// Its `ETag` is the metadata form until a background hash is ready
     /// (`--etag content`).
     pub hash_later: bool,
+    /// How often and when it was last used, for the admin API.
+    pub usage: Usage,
+    /// Pinned by the admin API: never evicted.
+    pub pinned: std::sync::atomic::AtomicBool,
+}
+
+/// Hits and last use of a cached value. Two relaxed atomics per hit.
+#[derive(Debug, Default)]
+pub struct Usage {
+    hits: AtomicU64,
+    last_ms: AtomicU64,
+}
+
+impl Usage {
+    /// Counts one use now.
+    pub fn touch(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.last_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Uses so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the last use (or since it was made, when never used).
+    pub fn idle_secs(&self) -> f64 {
+        now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)) as f64 / 1000.0
+    }
+
+    /// A record of use made now.
+    pub fn new_now() -> Usage {
+        Usage { hits: AtomicU64::new(0), last_ms: AtomicU64::new(now_ms()) }
+    }
+}
+
+/// Milliseconds since the first call in this process.
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Which headers a response of an entry carries.
@@ -140,6 +181,8 @@ impl Entry {
             as_sidecar: std::sync::OnceLock::new(),
             variants: Default::default(),
             hash_later: false,
+            usage: Usage::new_now(),
+            pinned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

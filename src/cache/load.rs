@@ -69,6 +69,14 @@ impl Shared {
         }
         entry.token = token;
         entry.root_generation = generation;
+        if let Some(bytes) = self.pins_lock().get_mut(key) {
+            // A new version of a pinned path stays pinned.
+            *bytes = entry.len();
+            entry.pinned.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Content::Windowed(w) = &entry.content {
+                w.pinned.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let entry = Arc::new(entry);
         if !matches!(entry.content, Content::Stream(_)) {
             match self.table.insert(key, Cached::File(entry.clone())) {

@@ -18,6 +18,8 @@ pub struct Windowed {
     fd: std::sync::Mutex<std::sync::Weak<HeldFd>>,
     mapped: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     retired: std::sync::atomic::AtomicBool,
+    /// Pinned by the admin API: its cached windows are never evicted.
+    pub pinned: std::sync::atomic::AtomicBool,
 }
 
 impl Windowed {

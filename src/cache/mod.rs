@@ -17,6 +17,7 @@
 //! * **Encodings**: precompressed sidecars and compressed variants (see
 //!   `variant`), entries in the same budget too.
 
+pub mod admin;
 pub mod budget;
 mod check;
 pub mod entry;
@@ -67,9 +68,13 @@ impl Pinned for Cached {
     fn is_pinned(&self) -> bool {
         match self {
             Cached::File(e) => {
-                Arc::strong_count(e) > 1 || matches!(&e.content, Content::Mapped(w) if w.in_use())
+                Arc::strong_count(e) > 1
+                    || e.pinned.load(Ordering::Relaxed)
+                    || matches!(&e.content, Content::Mapped(w) if w.in_use())
             }
-            Cached::Window(w) => w.in_use(),
+            Cached::Window(w) => {
+                w.in_use() || w.owner.as_ref().is_some_and(|o| o.pinned.load(Ordering::Relaxed))
+            }
         }
     }
 }
@@ -98,6 +103,8 @@ pub struct CacheConfig {
     pub etag: crate::config::EtagMode,
     /// `EtagMode::Content` hashes files up to this size.
     pub etag_hash_max: u64,
+    /// Share of the budget pins may hold, in percent.
+    pub pin_max_percent: u8,
 }
 
 struct Shared {
@@ -128,6 +135,10 @@ struct Shared {
     resident: AtomicU64,
     windows_mapped: AtomicU64,
     pread_spans: AtomicU64,
+    /// Paths pinned by the admin API, with their bytes.
+    pins: std::sync::Mutex<std::collections::HashMap<Box<[u8]>, u64>>,
+    /// `--cache-pin-max`, in percent of the budget.
+    pin_max_percent: std::sync::atomic::AtomicU8,
 }
 
 /// A snapshot of the cache's counters, for logs, tests and a later metrics
@@ -229,6 +240,8 @@ impl FileCache {
             resident: AtomicU64::new(0),
             windows_mapped: AtomicU64::new(0),
             pread_spans: AtomicU64::new(0),
+            pins: Default::default(),
+            pin_max_percent: std::sync::atomic::AtomicU8::new(config.pin_max_percent),
         });
         let weak = Arc::downgrade(&shared);
         let started =
@@ -260,6 +273,7 @@ impl FileCache {
         let Some(Cached::File(entry)) = shared.table.get(key) else { return None };
         if shared.is_fresh(&entry) {
             shared.hits.fetch_add(1, Ordering::Relaxed);
+            entry.usage.touch();
             Some(entry)
         } else {
             shared.forget(key, &entry);
@@ -422,6 +436,10 @@ impl FileCache {
 }
 
 impl Shared {
+    fn pins_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<[u8]>, u64>> {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether `entry` still is the current state of what it was loaded from.
     fn is_fresh(&self, entry: &Entry) -> bool {
         if let Content::Mapped(w) = &entry.content {

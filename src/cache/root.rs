@@ -48,6 +48,11 @@ impl Roots {
     }
 
     /// The root directory now, and its generation.
+    /// The ROOT path as configured.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(super) fn current(&self) -> (Arc<Root>, u64) {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         (current.0.clone(), current.1)

@@ -58,6 +58,7 @@ pub struct Table<V> {
     len: AtomicUsize,
     max_entries: AtomicUsize,
     next_victim_shard: AtomicUsize,
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 impl<V> std::fmt::Debug for Table<V> {
@@ -78,6 +79,7 @@ impl<V: Clone + Pinned> Table<V> {
             len: AtomicUsize::new(0),
             max_entries: AtomicUsize::new(max_entries.max(1)),
             next_victim_shard: AtomicUsize::new(0),
+            evictions: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -97,6 +99,16 @@ impl<V: Clone + Pinned> Table<V> {
             }
         }
         out
+    }
+
+    /// The entry cap now.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries.load(Ordering::Relaxed)
+    }
+
+    /// Values evicted to make room so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// Number of values.
@@ -215,6 +227,7 @@ impl<V: Clone + Pinned> Table<V> {
                 if let Some(slot) = shard.take(at) {
                     drop(shard);
                     self.len.fetch_sub(1, Ordering::AcqRel);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
                     return Some(slot.value);
                 }
             }

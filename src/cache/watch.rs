@@ -143,6 +143,7 @@ impl Watcher {
             };
             let flags = event.events();
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                OVERFLOWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!("inotify queue overflowed; every cached entry will be revalidated");
                 for node in nodes.values_mut() {
                     node.invalidate_all();
@@ -263,6 +264,15 @@ impl Watcher {
         }
         nodes.len()
     }
+}
+
+/// inotify queue overflows seen since start (each one revalidates every
+/// cached entry).
+static OVERFLOWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// inotify queue overflows since start.
+pub fn overflows() -> u64 {
+    OVERFLOWS.load(Ordering::Relaxed)
 }
 
 /// Whether inotify sees every change on the file system holding `fd`: not on

@@ -190,9 +190,33 @@ pub struct Cli {
     #[arg(long)]
     pub no_access_log: bool,
 
-    /// Log filter: error, warn, info, debug, trace, or a tracing filter [default: info]
+    /// Access log line format: combined (as nginx and Apache write it), common, json or text [default: combined]
+    #[arg(long, env = "MAPSERVE_ACCESS_LOG_FORMAT", value_name = "FORMAT")]
+    pub access_log_format: Option<String>,
+
+    /// Write the access log to this file instead of stderr; SIGUSR1 reopens it (logrotate) [default: stderr]
+    #[arg(long, env = "MAPSERVE_ACCESS_LOG_FILE", value_name = "PATH")]
+    pub access_log_file: Option<PathBuf>,
+
+    /// Log filter: error, warn, info, debug, trace or off, optionally per target as target=level, comma-separated (an unknown level or target is refused) [default: info]
     #[arg(long, env = "MAPSERVE_LOG_LEVEL", value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// Serve metrics, health checks, the cache API and its dashboard on this address (HOST:PORT or unix:PATH), never on the file listeners [default: off]
+    #[arg(long, env = "MAPSERVE_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+
+    /// A file whose first line is the admin bearer token; required when --admin-listen is not a loopback address or unix socket
+    #[arg(long, env = "MAPSERVE_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Largest share of the cache budget that pinned entries may hold [default: 50%]
+    #[arg(long, env = "MAPSERVE_CACHE_PIN_MAX", value_name = "PERCENT")]
+    pub cache_pin_max: Option<String>,
+
+    /// Map and fault in the files this glob matches (relative to ROOT) after start, within the budget; repeat for several
+    #[arg(long, env = "MAPSERVE_PREWARM", value_name = "GLOB", value_delimiter = '\n')]
+    pub prewarm: Vec<String>,
 
     /// Runtime worker threads; 0 means one per CPU [default: 0]
     #[arg(long, env = "MAPSERVE_WORKERS", value_name = "N")]

@@ -85,8 +85,20 @@ pub struct FileConfig {
     pub cors: Option<OneOrMany>,
     /// See `--access-log`.
     pub access_log: Option<Flag>,
+    /// See `--access-log-format`.
+    pub access_log_format: Option<String>,
+    /// See `--access-log-file`.
+    pub access_log_file: Option<PathBuf>,
     /// See `--log-level`.
     pub log_level: Option<String>,
+    /// See `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// See `--admin-token-file`.
+    pub admin_token_file: Option<PathBuf>,
+    /// See `--cache-pin-max`: `"50%"`.
+    pub cache_pin_max: Option<String>,
+    /// See `--prewarm`: one glob or a list.
+    pub prewarm: Option<OneOrMany>,
     /// See `--workers`.
     pub workers: Option<usize>,
 }

@@ -10,12 +10,14 @@ pub mod cidr;
 pub mod cli;
 pub mod file;
 pub mod net;
+pub mod observe;
 pub mod rules;
 pub mod units;
 
 pub use cli::Cli;
 pub use file::FileConfig;
 pub use net::{EtagMode, ListenAddr, TlsFiles, TrustedProxies};
+pub use observe::{Admin, Observe};
 pub use rules::{HeaderRule, ResponseRules};
 
 use file::{Flag, Size, Span};
@@ -124,6 +126,8 @@ pub struct Config {
     pub access_log: bool,
     /// tracing filter.
     pub log_level: String,
+    /// Access log format and file, the admin listener, pins and prewarming.
+    pub observe: Observe,
     /// Worker threads (resolved; at least 1).
     pub workers: usize,
     /// Non-fatal findings to log once logging is up.
@@ -211,7 +215,13 @@ pub const KNOWN_ENV: &[&str] = &[
     "MAPSERVE_HEADER",
     "MAPSERVE_CORS",
     "MAPSERVE_ACCESS_LOG",
+    "MAPSERVE_ACCESS_LOG_FORMAT",
+    "MAPSERVE_ACCESS_LOG_FILE",
     "MAPSERVE_LOG_LEVEL",
+    "MAPSERVE_ADMIN_LISTEN",
+    "MAPSERVE_ADMIN_TOKEN_FILE",
+    "MAPSERVE_CACHE_PIN_MAX",
+    "MAPSERVE_PREWARM",
     "MAPSERVE_WORKERS",
 ];
 
@@ -482,9 +492,23 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
     let not_found_page = page_path("not-found-page", cli.not_found_page.or(file.not_found_page), hidden)?;
     let fallback = page_path("fallback", cli.fallback.or(file.fallback), hidden)?;
     let log_level = cli.log_level.or(file.log_level).unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+    observe::check_log_filter(&log_level).map_err(|e| invalid("log-level", e))?;
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         return Err(invalid("log-level", format!("`{log_level}` is not a log filter")));
     }
+    let observe = observe::resolve(observe::Raw {
+        format: cli.access_log_format.or(file.access_log_format),
+        file: cli.access_log_file.or(file.access_log_file),
+        admin_listen: cli.admin_listen.or(file.admin_listen),
+        admin_token_file: cli.admin_token_file.or(file.admin_token_file),
+        pin_max: cli.cache_pin_max.or(file.cache_pin_max),
+        prewarm: if cli.prewarm.is_empty() {
+            file.prewarm.map(|p| p.into_vec()).unwrap_or_default()
+        } else {
+            cli.prewarm
+        },
+    })
+    .map_err(|(key, reason)| invalid(key, reason))?;
     let workers = match cli.workers.or(file.workers).unwrap_or(0) {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n if n > 1024 => return Err(invalid("workers", "must be at most 1024")),
@@ -525,6 +549,7 @@ fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         rules,
         access_log,
         log_level,
+        observe,
         workers,
         warnings,
     })

@@ -24,7 +24,7 @@
 //! 11. **Operator headers**: `--header` on every response, `[[headers]]`
 //!     rules on 200, 206 and 304, then CORS (`http::rules`, `http::cors`).
 
-use crate::access::{AccessRecord, Throttle};
+use crate::access_log::{AccessRecord, Throttle};
 use crate::body::stream::Source;
 use crate::cache::{Content, Entry, FileCache, Held, HoldError, ListingRules, Reads};
 use crate::error::ServeError;
@@ -65,6 +65,8 @@ pub struct App {
     pub policy: Policy,
     /// Emit access log lines.
     pub access_log: bool,
+    /// Their format.
+    pub access_log_format: crate::access_log::format::Format,
     /// What browsers get: listings, fallback and not-found pages.
     pub browse: Browse,
     /// `--header` and `[[headers]]`.
@@ -104,8 +106,8 @@ pub struct ConnInfo {
     pub peer: Peer,
     /// The connection's activity tracker.
     pub tracker: Arc<ConnTracker>,
-    /// The connection is TLS.
-    pub tls: bool,
+    /// The connection's TLS version (`None`: not TLS).
+    pub tls: Option<&'static str>,
 }
 
 /// The handler's state: the application, and the connection the request
@@ -131,7 +133,7 @@ impl Scope {
 pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response::Response {
     let app = scope.app.load_full();
     let conn = scope.conn;
-    let start = app.access_log.then(Instant::now);
+    let start = Instant::now();
     let (req, _body) = req.into_parts();
     let origin = origin::origin(&app, conn.as_ref(), &req);
     let guard = conn.as_ref().map(|c| c.tracker.begin());
@@ -165,19 +167,27 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
         }
     };
     finish(&app, &req, &mut response);
-    let record = match (origin.client, start) {
-        (Some(client), Some(start)) => Some(AccessRecord {
-            client,
-            https: origin.https,
-            method: req.method.clone(),
-            target: req.uri.path_and_query().map_or_else(|| req.uri.to_string(), |pq| pq.to_string()),
-            version: req.version,
-            status: response.status().as_u16(),
-            start,
-        }),
-        _ => None,
+    let status = response.status().as_u16();
+    let record = match origin.client.filter(|_| app.access_log) {
+        Some(client) => {
+            let tls = conn.as_ref().and_then(|c| c.tls);
+            let mut record =
+                AccessRecord::of(&req, (client, origin.https, tls), status, (start, app.access_log_format));
+            record.coding = response
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| {
+                    crate::http::encoding::Coding::ALL
+                        .into_iter()
+                        .find(|c| c.token().as_bytes() == v.as_bytes())
+                })
+                .map(crate::http::encoding::Coding::token);
+            Some(record)
+        }
+        None => None,
     };
-    response.body_mut().attach(record, guard);
+    let tally = crate::access_log::Tally { method: req.method.clone(), status, start };
+    response.body_mut().attach(record, tally, guard);
     response.map(axum::body::Body::new)
 }
 
@@ -224,6 +234,7 @@ async fn serve(
             return send(app, req, head, quota, entry, Role::Asked).await;
         }
     }
+    let missed = cached.is_none();
     let found = match cached {
         Some(entry) => Ok(entry),
         // Boxed so that the handler's future stays small on the hit path.
@@ -250,7 +261,11 @@ async fn serve(
         (Err(FsError::NotFound), None) => (Box::pin(fallback(app, req)).await?, Role::Fallback),
         (Err(e), _) => return Err(e.into()),
     };
-    send(app, req, head, quota, entry, role).await
+    let mut response = send(app, req, head, quota, entry, role).await?;
+    if missed {
+        response.body_mut().mark_loaded();
+    }
+    Ok(response)
 }
 
 /// Marks a response that is not of the file its path names (the

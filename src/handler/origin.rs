@@ -28,13 +28,13 @@ pub(super) fn origin(app: &App, conn: Option<&ConnInfo>, req: &Parts) -> Origin 
             None => app.trusted.unix,
         };
     if !trusted {
-        return Origin { client: Some(conn.peer), https: conn.tls, prefix: None };
+        return Origin { client: Some(conn.peer), https: conn.tls.is_some(), prefix: None };
     }
     let told =
         forwarded::believe(&app.trusted.nets, req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     Origin {
         client: Some(told.client.map_or(conn.peer, Peer::Forwarded)),
-        https: told.https.unwrap_or(conn.tls),
+        https: told.https.unwrap_or(conn.tls.is_some()),
         prefix: told.prefix,
     }
 }

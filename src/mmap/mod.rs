@@ -84,6 +84,7 @@ impl Region {
         guard::install();
         let registration = guard::register(map.as_ptr() as usize, map.len())
             .ok_or_else(|| io::Error::other("SIGBUS guard registry is full"))?;
+        MAPPED.fetch_add(vma_len(map.len()), std::sync::atomic::Ordering::Relaxed);
         Ok(Region { registration, map })
     }
 
@@ -112,6 +113,26 @@ impl Region {
     /// Asks the kernel to read the whole region ahead (`MADV_WILLNEED`).
     pub fn will_need(&self) {
         let _ = self.map.advise(memmap2::Advice::WillNeed);
+    }
+}
+
+/// Bytes of every live [`Region`], each rounded up to whole pages as the
+/// kernel maps it (what `/proc/self/maps` shows for them).
+static MAPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes mapped by live regions now.
+pub fn mapped_bytes() -> u64 {
+    MAPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn vma_len(len: usize) -> u64 {
+    let page = crate::limits::page_size();
+    (len as u64).div_ceil(page).saturating_mul(page)
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        MAPPED.fetch_sub(vma_len(self.map.len()), std::sync::atomic::Ordering::Relaxed);
     }
 }
 

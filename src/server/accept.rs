@@ -143,6 +143,7 @@ impl Acceptor {
 impl Serving {
     /// One connection, from accept to its end.
     async fn connection(&self, accepted: Accepted, tls: bool, watcher: Watcher) {
+        let _open = Open::new();
         let timeouts = **self.timeouts.load();
         let tracker = ConnTracker::new();
         let socket_peer = match &accepted {
@@ -157,6 +158,7 @@ impl Serving {
                     return;
                 }
                 Err(_) => {
+                    crate::metrics::global().timeout(crate::metrics::Timeout::Handshake);
                     tracing::debug!(peer = %socket_peer, "connection closed: no PROXY header or TLS handshake within the header timeout");
                     return;
                 }
@@ -172,14 +174,17 @@ impl Serving {
                 if let Some(tcp) = s.tcp() {
                     let _ = tcp.set_nodelay(true);
                 }
-                self.serve(s, (peer, Start::Sniff), &self.builders.auto, (timeouts, tracker), watcher).await;
+                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), watcher)
+                    .await;
             }
             (Ready::Unix(s), peer) => {
-                self.serve(s, (peer, Start::Sniff), &self.builders.auto, (timeouts, tracker), watcher).await;
+                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), watcher)
+                    .await;
             }
             (Ready::Tls(s, start), peer) => {
                 let builder = if start == Start::H2 { &self.builders.h2 } else { &self.builders.h1 };
-                self.serve(s, (peer, start), builder, (timeouts, tracker), watcher).await;
+                let version = super::tls::version_name(s.get_ref().1.protocol_version());
+                self.serve(s, (peer, start, version), builder, (timeouts, tracker), watcher).await;
             }
         }
     }
@@ -194,17 +199,21 @@ impl Serving {
         let (ready, peer) = match accepted {
             Accepted::Tcp(mut s, peer) => {
                 let _ = s.set_nodelay(true);
-                let (peer, ahead) = self.proxied(&mut s, Peer::Addr(peer)).await?;
+                let (peer, ahead) =
+                    self.proxied(&mut s, Peer::Addr(peer)).await.inspect_err(refused_proxy)?;
                 (Ready::Tcp(Rewind::new(s, ahead)), peer)
             }
             Accepted::Unix(mut s) => {
-                let (peer, ahead) = self.proxied(&mut s, Peer::Unix).await?;
+                let (peer, ahead) = self.proxied(&mut s, Peer::Unix).await.inspect_err(refused_proxy)?;
                 (Ready::Unix(Rewind::new(s, ahead)), peer)
             }
         };
         match (ready, &self.tls) {
             (Ready::Tcp(s), Some(acceptor)) if tls => {
-                let (stream, start) = acceptor.accept(Checked::new(s, tracker.clone())).await?;
+                let (stream, start) =
+                    acceptor.accept(Checked::new(s, tracker.clone())).await.inspect_err(|_| {
+                        crate::metrics::global().connection_refused(crate::metrics::Refusal::Tls);
+                    })?;
                 Ok((Ready::Tls(Box::new(stream), start), peer))
             }
             (ready, _) => Ok((ready, peer)),
@@ -231,12 +240,19 @@ impl Serving {
     async fn serve<S: Transport>(
         &self,
         stream: S,
-        (peer, start): (Peer, Start),
+        (peer, start, tls_version): (Peer, Start, Option<&'static str>),
         builder: &auto::Builder<super::exec::StreamExec>,
         (timeouts, tracker): (Timeouts, Arc<ConnTracker>),
         watcher: Watcher,
     ) {
-        let info = ConnInfo { peer, tracker: tracker.clone(), tls: matches!(start, Start::H1 | Start::H2) };
+        let info = ConnInfo {
+            peer,
+            tracker: tracker.clone(),
+            tls: tls_version.or(match start {
+                Start::H1 | Start::H2 => Some("TLS"),
+                Start::Sniff => None,
+            }),
+        };
         self.idle.register(&tracker);
         let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), timeouts, start));
         let service = crate::app::service::<Incoming>(Scope { app: self.app.clone(), conn: Some(info) });
@@ -245,15 +261,43 @@ impl Serving {
         });
         let connection = builder.serve_connection(io, per_conn).into_owned();
         let ended = watcher.watch(connection).await;
+        let refused = |status: u16, why: &str| {
+            crate::metrics::global().refused_request(status);
+            let app = self.app.load();
+            if app.access_log {
+                crate::access_log::refused(peer, status, why, app.access_log_format);
+            }
+        };
         if let Some(status) = tracker.refused() {
-            crate::access::refused(peer, status, "request line too long");
+            refused(status, "request line too long");
         } else if let Err(e) = &ended {
             if let Some((status, why)) = rejected(e.as_ref()) {
-                crate::access::refused(peer, status, why);
+                refused(status, why);
             }
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
         tracker.repeats().flush(peer);
+    }
+}
+
+/// Counts a connection whose PROXY header was missing or malformed.
+fn refused_proxy(_: &io::Error) {
+    crate::metrics::global().connection_refused(crate::metrics::Refusal::Proxy);
+}
+
+/// An open connection, counted from accept to close.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        crate::metrics::global().connection_accepted();
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::global().connection_closed();
     }
 }
 

@@ -18,10 +18,12 @@
 //!   process exits 0.
 
 mod accept;
+mod admin;
 pub mod conn;
 mod exec;
 mod idle;
 mod listener;
+mod prewarm;
 mod proxy;
 mod reload;
 mod systemd;
@@ -85,8 +87,16 @@ pub async fn run(config: Config) -> io::Result<()> {
             max_open_files: config.fd_plan.response_files,
             etag: config.etag,
             etag_hash_max: config.etag_hash_max,
+            pin_max_percent: config.observe.pin_max_percent,
         },
     )?;
+    let target = match &config.observe.access_log_file {
+        Some(path) => crate::access_log::sink::Target::File(path.clone()),
+        None => crate::access_log::sink::Target::Stderr,
+    };
+    let sink = crate::access_log::sink::Sink::start(target, crate::access_log::SINK_CAPACITY)
+        .map_err(|e| io::Error::new(e.kind(), format!("access-log-file: {e}")))?;
+    crate::access_log::install(sink);
     let uses_openat2 = cache.uses_openat2();
     let app = Arc::new(ArcSwap::from_pointee(
         build_app(&config, &cache).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
@@ -100,6 +110,15 @@ pub async fn run(config: Config) -> io::Result<()> {
         ));
     }
     let bound: Vec<String> = listeners.iter().map(listener::Listener::describe).collect();
+    let health = Arc::new(crate::admin::Health::default());
+    let admin_listener = match &config.observe.admin {
+        Some(a) => Some(Arc::new(
+            admin::bind(&a.listen)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("admin-listen: {e}")))?,
+        )),
+        None => None,
+    };
 
     tracing::info!(
         root = %config.root.display(),
@@ -147,11 +166,26 @@ pub async fn run(config: Config) -> io::Result<()> {
         loops.push(tokio::spawn(acceptor.clone().run(listener.clone(), stop_rx.clone())));
     }
     drop(acceptor);
+    let admin_task = match (&admin_listener, &live_admin(&config, &cache, &app, &health)?) {
+        (Some(listener), Some(state)) => {
+            eprintln!("admin listening on {}", listener.describe());
+            Some(tokio::spawn(admin::run(listener.clone(), state.clone())))
+        }
+        _ => None,
+    };
+    health.set_ready();
     systemd::notify("READY=1");
+    let warming = (!config.observe.prewarm.is_empty()).then(|| {
+        tokio::spawn(prewarm::at_start(cache.clone(), config.observe.prewarm.clone(), config.hidden))
+    });
     let stats = tokio::spawn(housekeeping(cache.clone()));
 
     let mut live = reload::Live { config, app, timeouts, tls, cache: cache.clone() };
     signals.run(&mut live).await;
+    health.set_draining();
+    if let Some(w) = warming {
+        w.abort();
+    }
     systemd::notify("STOPPING=1");
     let grace = live.config.grace_period;
     tracing::info!(?grace, "shutting down: no longer accepting");
@@ -168,6 +202,15 @@ pub async fn run(config: Config) -> io::Result<()> {
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections finished"),
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    if let Some(listener) = &admin_listener {
+        listener.remove_socket_file();
+    }
+    if let Some(sink) = crate::access_log::installed() {
+        sink.flush(Duration::from_secs(2));
     }
     Ok(())
 }
@@ -188,6 +231,7 @@ fn build_app(config: &Config, cache: &FileCache) -> Result<App, String> {
             },
         },
         access_log: config.access_log,
+        access_log_format: config.observe.access_log_format,
         rules: HeaderRules::new(&config.rules.headers, &config.rules.header_rules)
             .map_err(|e| format!("[[headers]]: {e}"))?,
         cors: config.rules.cors.as_deref().map(Cors::new),
@@ -229,21 +273,27 @@ fn builders(config: &Config) -> Builders {
 }
 
 /// The signals the process acts on, their handlers installed.
-struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
+struct Signals(Option<[tokio::signal::unix::Signal; 4]>);
 
 impl Signals {
     fn install() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-        {
-            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
+        let kinds = [
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::hangup(),
+            SignalKind::user_defined1(),
+        ];
+        match kinds.map(signal) {
+            [Ok(term), Ok(int), Ok(hup), Ok(usr1)] => Signals(Some([term, int, hup, usr1])),
             _ => Signals(None),
         }
     }
 
-    /// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+    /// Waits for SIGTERM or SIGINT, reloading on every SIGHUP and reopening
+    /// the access log file on every SIGUSR1 meanwhile.
     async fn run(self, live: &mut reload::Live) {
-        let Some([mut term, mut int, mut hup]) = self.0 else {
+        let Some([mut term, mut int, mut hup, mut usr1]) = self.0 else {
             tracing::error!("cannot install signal handlers; stop with SIGKILL");
             return std::future::pending::<()>().await;
         };
@@ -252,9 +302,40 @@ impl Signals {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = hup.recv() => live.reload().await,
+                _ = usr1.recv() => {
+                    if let Some(sink) = crate::access_log::installed() {
+                        tracing::info!("SIGUSR1: reopening the access log");
+                        sink.reopen();
+                    }
+                }
             }
         }
     }
+}
+
+/// The admin routes' state, when `--admin-listen` is on.
+fn live_admin(
+    config: &Config,
+    cache: &FileCache,
+    app: &Arc<ArcSwap<App>>,
+    health: &Arc<crate::admin::Health>,
+) -> io::Result<Option<Arc<crate::admin::AdminState>>> {
+    let Some(admin) = &config.observe.admin else { return Ok(None) };
+    let token = match &admin.token_file {
+        Some(path) => Some(
+            crate::config::observe::read_token(path)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("admin-token-file: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Arc::new(crate::admin::AdminState {
+        cache: cache.clone(),
+        app: app.clone(),
+        health: health.clone(),
+        token,
+        started: std::time::Instant::now(),
+        access: crate::access_log::installed().cloned(),
+    })))
 }
 
 /// Periodic work: close pipes left idle, give freed heap back after a

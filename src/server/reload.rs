@@ -80,6 +80,7 @@ impl Live {
         if (new.cache_max_bytes, new.cache_max_entries) != (old.cache_max_bytes, old.cache_max_entries) {
             self.cache.set_limits(new.cache_max_bytes, new.cache_max_entries).await;
         }
+        self.cache.set_pin_max(new.observe.pin_max_percent);
         // Entries carry headers built under the old policy (Cache-Control,
         // Vary) and listings rendered under the old rules: drop them.
         let rebuilt = old.cache_control != new.cache_control
@@ -139,6 +140,8 @@ fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("cache-control", old.cache_control == new.cache_control);
     check("compression, headers or cors", format!("{:?}", old.rules) == format!("{:?}", new.rules));
     check("access-log", old.access_log == new.access_log);
+    check("access-log-format", old.observe.access_log_format == new.observe.access_log_format);
+    check("cache-pin-max", old.observe.pin_max_percent == new.observe.pin_max_percent);
     check("log-level", old.log_level == new.log_level);
     check("trusted-proxy", old.trusted_proxies == new.trusted_proxies);
     check("tls-cert or tls-key", old.tls == new.tls);
@@ -172,6 +175,9 @@ fn needs_restart(old: &Config, new: &Config, has_tls: bool) -> Vec<&'static str>
     check("workers", old.workers == new.workers);
     check("etag", old.etag == new.etag);
     check("etag-hash-max", old.etag_hash_max == new.etag_hash_max);
+    check("access-log-file", old.observe.access_log_file == new.observe.access_log_file);
+    check("admin-listen or admin-token-file", old.observe.admin == new.observe.admin);
+    check("prewarm", old.observe.prewarm == new.observe.prewarm);
     out
 }
 

@@ -95,6 +95,16 @@ impl Tls {
 #[derive(Debug)]
 pub(super) struct Pair(Arc<CertifiedKey>);
 
+/// The name of a negotiated TLS version, as the access log shows it.
+pub(super) fn version_name(v: Option<tokio_rustls::rustls::ProtocolVersion>) -> Option<&'static str> {
+    use tokio_rustls::rustls::ProtocolVersion;
+    match v? {
+        ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        _ => Some("TLS"),
+    }
+}
+
 /// Reads and checks a certificate chain and its key.
 fn load(files: &TlsFiles) -> Result<Arc<CertifiedKey>, String> {
     let (cert, key) = (files.cert.display(), files.key.display());

@@ -120,7 +120,12 @@ pub struct Splicer {
 pub struct NoPipe;
 
 impl Splicer {
-    /// Whether bytes wait in the pipe.
+    /// Bytes spliced into the pipe and not yet to the socket.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Whether spliced bytes still wait in the pipe.
     pub fn has_pending(&self) -> bool {
         self.pending > 0
     }

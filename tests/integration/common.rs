@@ -155,6 +155,8 @@ impl<'a> Launch<'a> {
         argv.extend(self.args.iter().cloned());
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        // The tests read the key=value access line unless they choose a format.
+        cmd.env("MAPSERVE_ACCESS_LOG_FORMAT", "text");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -197,6 +199,29 @@ impl<'a> Launch<'a> {
 impl Server {
     pub(crate) fn start(root: &Path) -> Server {
         Launch::new(root).start()
+    }
+
+    /// The admin listener's address (`127.0.0.1:PORT` or `unix:PATH`), from
+    /// its "admin listening on" line.
+    pub(crate) fn admin(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            let found = log
+                .lines()
+                .find_map(|l| l.strip_prefix("admin listening on "))
+                .map(|rest| rest.strip_prefix("http://").unwrap_or(rest).to_owned());
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "no admin listener: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://ADMIN{path}` (a TCP admin listener).
+    pub(crate) fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin())
     }
 
     /// Every "listening on X" line so far: `http://ADDR`, `https://ADDR`, `unix:PATH`.
@@ -787,6 +812,7 @@ impl RawProcess {
             std::env::var("MAPSERVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mapserve").to_owned());
         let mut cmd = Command::new(bin);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env("MAPSERVE_ACCESS_LOG_FORMAT", "text");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -6,6 +6,8 @@
 
 mod common;
 
+mod access_log;
+mod admin;
 mod browse;
 mod browser;
 mod cache;
@@ -13,6 +15,7 @@ mod clients;
 mod cold;
 mod config;
 mod connections;
+mod dashboard;
 mod encoding;
 mod faults;
 mod h2;

@@ -36,6 +36,17 @@ pub struct Timeouts {
     pub send: Duration,
 }
 
+/// Counts a timeout that closes a connection, by kind.
+fn count_timeout(what: &str) {
+    use crate::metrics::Timeout;
+    let kind = match what {
+        "send timeout" => Timeout::Send,
+        "request header timeout" => Timeout::Header,
+        _ => Timeout::Idle,
+    };
+    crate::metrics::global().timeout(kind);
+}
+
 /// Milliseconds on the coarse monotonic clock.
 pub(super) fn now_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
@@ -56,6 +67,8 @@ pub(super) struct Clock {
     head_since: Option<u64>,
     seen_started: u64,
     write_blocked_since: Option<u64>,
+    /// A timeout has fired (and been counted).
+    fired: bool,
 }
 
 impl Clock {
@@ -72,6 +85,7 @@ impl Clock {
             head_since: Some(now),
             seen_started: 0,
             write_blocked_since: None,
+            fired: false,
         }
     }
 
@@ -155,7 +169,12 @@ impl Clock {
             let (at, fatal) = deadline?;
             if at <= now {
                 match fatal {
-                    Some(what) => return Some(io::Error::new(io::ErrorKind::TimedOut, what)),
+                    Some(what) => {
+                        if !std::mem::replace(&mut self.fired, true) {
+                            count_timeout(what);
+                        }
+                        return Some(io::Error::new(io::ErrorKind::TimedOut, what));
+                    }
                     None => continue,
                 }
             }

@@ -135,6 +135,9 @@ impl<S: Transport> ConnIo<S> {
                 let mut lines = h1line::LineScanner::default();
                 lines.feed(h2frames::PREFACE.get(..seen).unwrap_or_default());
                 self.proto = Proto::H1(lines);
+                if self.stream.plain() {
+                    self.tracker.enable_ledger();
+                }
             }
         }
         self.clock.on_read(&self.tracker, self.is_h2());
@@ -154,7 +157,7 @@ impl<S: Transport> ConnIo<S> {
                     if write.at_boundary() && !self.splicer.has_pending() {
                         let _ = self.stream.write_now(&h2frames::goaway_enhance_your_calm(guard.last_stream));
                     }
-                    static THROTTLE: crate::access::Throttle = crate::access::Throttle::new(10);
+                    static THROTTLE: crate::access_log::Throttle = crate::access_log::Throttle::new(10);
                     if let Some(left_out) = THROTTLE.allow() {
                         tracing::warn!(
                             left_out,
@@ -190,6 +193,9 @@ impl<S: Transport> ConnIo<S> {
     fn on_written(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
         if n > 0 {
             self.unflushed = true;
+        }
+        if self.tracker.ledger_on() {
+            self.tracker.ledger_written(bufs, n);
         }
         if let Proto::H2 { write, guard, .. } = &mut self.proto {
             guard.on_written(n as u64);
@@ -311,6 +317,16 @@ impl<S: Transport> ConnIo<S> {
     }
 }
 
+impl<S> Drop for ConnIo<S> {
+    /// The connection is gone: responses still waiting for their bytes to
+    /// go out are reported with what went (`track::ledger`).
+    fn drop(&mut self) {
+        if self.tracker.ledger_on() {
+            self.tracker.ledger_close(self.splicer.pending() as u64);
+        }
+    }
+}
+
 /// `writev` on a TCP socket through a shared reference.
 fn poll_writev(tcp: &TcpStream, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
     loop {
@@ -412,6 +428,9 @@ impl<S: Transport> AsyncWrite for ConnIo<S> {
         let flushed = ready!(Pin::new(&mut this.stream).poll_flush(cx));
         if flushed.is_ok() {
             this.unflushed = false;
+            if this.tracker.ledger_on() {
+                this.tracker.ledger_flushed();
+            }
             // Everything earlier responses read is on its way, and no chunk
             // of theirs waits in h2's buffers: their mappings no longer
             // concern this connection.

@@ -29,6 +29,11 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         None
     }
 
+    /// Bytes written reach the socket as they are (no TLS framing).
+    fn plain(&self) -> bool {
+        false
+    }
+
     /// Writes what the socket takes now, without waiting: a best-effort
     /// answer just before the connection is closed. `WouldBlock` where
     /// bytes cannot be written outside the stream's own framing (TLS).
@@ -40,12 +45,20 @@ impl Transport for TcpStream {
         Some(self)
     }
 
+    fn plain(&self) -> bool {
+        true
+    }
+
     fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         self.try_write(buf)
     }
 }
 
 impl Transport for UnixStream {
+    fn plain(&self) -> bool {
+        true
+    }
+
     fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         self.try_write(buf)
     }
@@ -60,6 +73,10 @@ impl<S: Transport> Transport for TlsStream<S> {
 impl<T: Transport> Transport for Box<T> {
     fn tcp(&self) -> Option<&TcpStream> {
         (**self).tcp()
+    }
+
+    fn plain(&self) -> bool {
+        (**self).plain()
     }
 
     fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
@@ -183,6 +200,10 @@ impl<S: Transport> Transport for Rewind<S> {
     fn tcp(&self) -> Option<&TcpStream> {
         // Nothing may overtake the bytes still held.
         if self.ahead.is_empty() { self.inner.tcp() } else { None }
+    }
+
+    fn plain(&self) -> bool {
+        self.inner.plain()
     }
 
     fn write_now(&self, buf: &[u8]) -> io::Result<usize> {

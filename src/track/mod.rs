@@ -12,6 +12,8 @@
 //!   them has been poisoned by the SIGBUS guard, since bytes copied out of it
 //!   in user space (h2 copies small frames) may be zeros.
 
+mod ledger;
+
 use crate::mmap::guard::Probe;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,7 +38,10 @@ pub struct ConnTracker {
     probe_count: AtomicUsize,
     probes: Mutex<Probes>,
     refused: std::sync::atomic::AtomicU16,
-    repeats: crate::access::Repeats,
+    repeats: crate::access_log::Repeats,
+    /// HTTP/1 over a plain socket: bytes written are counted per response.
+    ledger_on: std::sync::atomic::AtomicBool,
+    ledger: Mutex<ledger::Ledger>,
     quota: Arc<crate::quota::Quota>,
     /// Coarse-clock milliseconds since the last response ended with none
     /// left in flight; 0 while one is in flight (or before the first).
@@ -142,8 +147,77 @@ impl ConnTracker {
     }
 
     /// The limit on this connection's cancelled-request log lines.
-    pub fn repeats(&self) -> &crate::access::Repeats {
+    pub fn repeats(&self) -> &crate::access_log::Repeats {
         &self.repeats
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts body bytes written per response from now on.
+    pub fn enable_ledger(&self) {
+        self.ledger_on.store(true, Ordering::Release);
+    }
+
+    /// Whether body bytes written are counted per response.
+    pub fn ledger_on(&self) -> bool {
+        self.ledger_on.load(Ordering::Acquire)
+    }
+
+    /// A number for a new response body.
+    pub fn ledger_seq(&self) -> u64 {
+        self.ledger().next()
+    }
+
+    /// Body `seq` handed `chunk` to hyper.
+    pub fn ledger_chunk(&self, seq: u64, chunk: &[u8]) {
+        self.ledger().chunk(seq, chunk.as_ptr() as usize, chunk.len());
+    }
+
+    /// `n` bytes of `bufs` were written.
+    pub fn ledger_written(&self, bufs: &[std::io::IoSlice<'_>], mut n: usize) {
+        let mut ledger = self.ledger();
+        for b in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(b.len());
+            ledger.written(b.as_ptr() as usize, take);
+            n -= take;
+        }
+    }
+
+    /// Body `seq` ended: reported once its bytes are out.
+    pub fn ledger_defer(
+        &self,
+        seq: u64,
+        handed: u64,
+        ending: crate::access_log::Ending,
+        report: crate::access_log::Report,
+    ) {
+        let ready = self.ledger().defer(seq, handed, ending, report);
+        if let Some((report, bytes, ending)) = ready {
+            report.send(bytes, ending, Some(&self.repeats));
+        }
+    }
+
+    /// A flush completed: ended bodies are out in full.
+    pub fn ledger_flushed(&self) {
+        let mut out = Vec::new();
+        self.ledger().flushed(&mut out);
+        for (report, bytes, ending) in out {
+            report.send(bytes, ending, Some(&self.repeats));
+        }
+    }
+
+    /// The connection closed with `in_pipe` spliced bytes never sent.
+    pub fn ledger_close(&self, in_pipe: u64) {
+        let mut out = Vec::new();
+        self.ledger().close(in_pipe, &mut out);
+        for (report, bytes, ending) in out {
+            report.send(bytes, ending, Some(&self.repeats));
+        }
     }
 
     /// Since when (coarse-clock milliseconds) no response has been in
