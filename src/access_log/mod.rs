@@ -111,8 +111,9 @@ pub struct Tally {
 /// metrics' count, and the access line when the log is on.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// The access line's facts (`None`: access log off).
-    pub record: Option<AccessRecord>,
+    /// The access line's facts (`None`: access log off), boxed so that a
+    /// report moves cheaply through the connection's ledger.
+    pub record: Option<Box<AccessRecord>>,
     /// The metrics' facts.
     pub tally: Option<Tally>,
     /// How the body was served (`hit`, `load`, ...).

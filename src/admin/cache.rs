@@ -38,11 +38,11 @@ pub(super) async fn list(state: &AdminState, query: &str) -> Response<Body> {
     let sort = param(query, "sort").unwrap_or_default();
     match sort.as_str() {
         "" | "path" => entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.window.cmp(&b.window))),
-        "bytes" => entries.sort_by(|a, b| b.bytes.cmp(&a.bytes)),
-        "resident" => entries.sort_by(|a, b| b.resident_bytes.cmp(&a.resident_bytes)),
-        "hits" => entries.sort_by(|a, b| b.hits.cmp(&a.hits)),
+        "bytes" => entries.sort_by_key(|e| std::cmp::Reverse(e.bytes)),
+        "resident" => entries.sort_by_key(|e| std::cmp::Reverse(e.resident_bytes)),
+        "hits" => entries.sort_by_key(|e| std::cmp::Reverse(e.hits)),
         "idle" => entries.sort_by(|a, b| b.idle_seconds.total_cmp(&a.idle_seconds)),
-        "in_flight" => entries.sort_by(|a, b| b.in_flight.cmp(&a.in_flight)),
+        "in_flight" => entries.sort_by_key(|e| std::cmp::Reverse(e.in_flight)),
         other => {
             let why = format!("sort={other}: use path, bytes, resident, hits, idle or in_flight\n");
             return text(StatusCode::BAD_REQUEST, &why);

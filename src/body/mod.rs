@@ -100,7 +100,7 @@ pub struct FileBody {
     sent: u64,
     failed: bool,
     entry: Option<Arc<Entry>>,
-    record: Option<AccessRecord>,
+    record: Option<Box<AccessRecord>>,
     tally: Option<Tally>,
     /// The entry was loaded for this request (a cache miss).
     loaded: bool,
@@ -162,7 +162,7 @@ impl FileBody {
 
     /// Attaches what the end of the response must report and release.
     pub fn attach(&mut self, record: Option<AccessRecord>, tally: Tally, guard: Option<RequestGuard>) {
-        self.record = record;
+        self.record = record.map(Box::new);
         self.tally = Some(tally);
         self.guard = guard;
     }

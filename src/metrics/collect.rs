@@ -144,7 +144,7 @@ impl Collector for Scrape {
         counter(&mut e, "mapserve_cache_evictions", help, None, g.cache_evictions)?;
         let help = "The cache's byte budget.";
         gauge(&mut e, "mapserve_cache_limit", help, Some(&bytes), g.cache_limit_bytes)?;
-        let help = "Cache bytes pinned by responses in flight.";
+        let help = "Cache bytes pinned through the admin API.";
         gauge(&mut e, "mapserve_cache_pinned", help, Some(&bytes), g.cache_pinned_bytes)?;
         let help = "Bytes of live file mappings.";
         gauge(&mut e, "mapserve_mapped", help, Some(&bytes), g.mapped_bytes)?;

@@ -33,7 +33,7 @@ pub struct Gauges {
     pub cache_evictions: u64,
     /// The cache's byte budget.
     pub cache_limit_bytes: u64,
-    /// Cache bytes pinned by responses in flight.
+    /// Cache bytes pinned through the admin API.
     pub cache_pinned_bytes: u64,
     /// Bytes of live mappings.
     pub mapped_bytes: u64,

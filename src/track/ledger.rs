@@ -99,13 +99,13 @@ impl Ledger {
         None
     }
 
-    /// A flush completed: every ended body is out in full.
-    pub(super) fn flushed(&mut self, out: &mut Vec<Ready>) {
-        while let Some(d) = self.pending.pop_front() {
-            self.chunks.retain(|c| c.0 != d.seq);
-            self.take_credit(d.seq);
-            out.push((d.report, d.handed, d.ending));
-        }
+    /// A flush completed: every ended body is out in full. One at a time,
+    /// so that the caller reports each outside the lock.
+    pub(super) fn flushed(&mut self) -> Option<Ready> {
+        let d = self.pending.pop_front()?;
+        self.chunks.retain(|c| c.0 != d.seq);
+        self.take_credit(d.seq);
+        Some((d.report, d.handed, d.ending))
     }
 
     /// The connection closed with `in_pipe` bytes never sent: what each
@@ -147,10 +147,9 @@ mod tests {
         l.written(5000, 40); // a response head: no chunk holds it
         l.written(1000, 60);
         assert!(l.defer(seq, 100, Ending::Complete, report()).is_none());
-        let mut out = Vec::new();
-        l.flushed(&mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].1, out[0].2), (100, Ending::Complete));
+        let ready = l.flushed().unwrap();
+        assert_eq!((ready.1, ready.2), (100, Ending::Complete));
+        assert!(l.flushed().is_none());
         assert!(l.chunks.is_empty() && l.credit.is_empty());
     }
 

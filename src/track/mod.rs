@@ -204,9 +204,9 @@ impl ConnTracker {
 
     /// A flush completed: ended bodies are out in full.
     pub fn ledger_flushed(&self) {
-        let mut out = Vec::new();
-        self.ledger().flushed(&mut out);
-        for (report, bytes, ending) in out {
+        loop {
+            let ready = self.ledger().flushed();
+            let Some((report, bytes, ending)) = ready else { return };
             report.send(bytes, ending, Some(&self.repeats));
         }
     }

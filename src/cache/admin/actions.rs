@@ -120,14 +120,14 @@ impl FileCache {
             let entry = match cached {
                 Some(e) => e,
                 None => {
-                    let size = match self.size_of(&key).await {
-                        Ok(size) => size,
+                    let (size, needs) = match self.size_of(&key).await {
+                        Ok(sizes) => sizes,
                         Err(reason) => {
                             out.failed.push(Refused { path, reason });
                             continue;
                         }
                     };
-                    if size > self.free_bytes() {
+                    if needs > self.free_bytes() {
                         out.did_not_fit.push(Sized { path, bytes: size });
                         continue;
                     }
@@ -247,17 +247,20 @@ impl FileCache {
         tokio::task::spawn_blocking(move || super::walk::find(&root, &glob, hidden)).await.unwrap_or_default()
     }
 
-    async fn size_of(&self, key: &[u8]) -> Result<u64, String> {
+    /// The file's size, and the budget a load of it takes (whole pages
+    /// when it is mapped).
+    async fn size_of(&self, key: &[u8]) -> Result<(u64, u64), String> {
         let (shared, key) = (self.shared.clone(), key.to_vec());
         let task = tokio::task::spawn_blocking(move || shared.roots.current().0.stat(&key));
         match task.await {
             Ok(Ok(id)) if id.kind == crate::fs::Kind::File => {
                 let page = crate::limits::page_size();
-                Ok(if id.size <= self.shared.small_file_max {
+                let needs = if id.size <= self.shared.small_file_max {
                     id.size
                 } else {
                     id.size.div_ceil(page) * page
-                })
+                };
+                Ok((id.size, needs))
             }
             Ok(Ok(_)) => Err("not a regular file".to_owned()),
             Ok(Err(e)) => Err(e.to_string()),
