@@ -115,26 +115,23 @@ pub(super) async fn act(state: &AdminState, path: &str, query: &str) -> Response
 
 /// The one selection the query makes.
 fn selection(query: &str, hidden: bool) -> Result<Select, String> {
-    let raw_path = raw_param(query, "path");
+    let path = param(query, "path");
     let glob = param(query, "glob");
     let all = param(query, "all").is_some_and(|v| v == "1" || v == "true");
-    match (raw_path, glob, all) {
-        (Some(raw), None, false) => {
-            let rel =
-                crate::path::parse(raw, hidden).map_err(|_| format!("path={raw}: not a servable path"))?;
-            let key = rel.as_bytes().to_vec();
-            if key.is_empty() {
-                return Err("path=/ names ROOT itself: use all=1 or a glob".to_owned());
-            }
-            Ok(Select::Path(key))
-        }
+    match (path, glob, all) {
+        // The path as `/cache` shows it (ROOT itself is `/`).
+        (Some(path), None, false) if path == "/" => Ok(Select::Path(Vec::new())),
+        (Some(path), None, false) => match walk::key(&path, hidden) {
+            Some(key) if path.starts_with('/') => Ok(Select::Path(key)),
+            _ => Err(format!("path={path}: not a servable path (a URL path such as /dir/file)")),
+        },
         (None, Some(glob), false) => walk::pattern(&glob).map(Select::Glob),
         (None, None, true) => Ok(Select::All),
         _ => Err("give exactly one of path=, glob= or all=1".to_owned()),
     }
 }
 
-/// A query parameter as sent (percent-encoded).
+/// A query parameter as sent (still percent-encoded).
 fn raw_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -174,8 +171,10 @@ mod tests {
         assert_eq!(param("a=1&glob=%2A%2A%2F%2A.bin", "glob").as_deref(), Some("**/*.bin"));
         assert_eq!(param("x=a+b", "x").as_deref(), Some("a b"));
         assert!(matches!(selection("path=/a%20b.txt", false), Ok(Select::Path(k)) if k == b"a b.txt"));
+        assert!(matches!(selection("path=%2Fd%2Fa.bin", false), Ok(Select::Path(k)) if k == b"d/a.bin"));
+        assert!(matches!(selection("path=/", false), Ok(Select::Path(k)) if k.is_empty()));
         assert!(matches!(selection("all=1", false), Ok(Select::All)));
-        for bad in ["", "path=/a&glob=*", "path=/../x", "path=/.env", "glob=a[", "path=/"] {
+        for bad in ["", "path=/a&glob=*", "path=/../x", "path=/.env", "glob=a[", "path=a.bin", "path=/a//b"] {
             assert!(selection(bad, false).is_err(), "{bad}");
         }
     }

@@ -282,8 +282,7 @@ impl http_body::Body for FileBody {
                 },
             };
             if let Some(tracker) = this.guard.as_ref().map(RequestGuard::tracker).filter(|t| t.ledger_on()) {
-                let seq = *this.seq.get_or_insert_with(|| tracker.ledger_seq());
-                tracker.ledger_chunk(seq, &chunk);
+                tracker.ledger_chunk(&mut this.seq, &chunk);
             }
             let n = chunk.len() as u64;
             this.sent = this.sent.saturating_add(n);

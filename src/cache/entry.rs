@@ -108,13 +108,35 @@ pub struct Entry {
 pub struct Usage {
     hits: AtomicU64,
     last_ms: AtomicU64,
+    /// Used without a table lookup (a compressed variant reached from its
+    /// source) since eviction's hand last passed: counts as referenced.
+    unlisted: std::sync::atomic::AtomicBool,
 }
 
 impl Usage {
     /// Counts one use now.
     pub fn touch(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
-        self.last_ms.store(now_ms(), Ordering::Relaxed);
+        // Written only when the coarse clock moved: a hot entry's line is
+        // not written twice per hit by every core.
+        let now = now_ms();
+        if self.last_ms.load(Ordering::Relaxed) != now {
+            self.last_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one use that did not go through the table, so that eviction
+    /// still sees it.
+    pub fn touch_unlisted(&self) {
+        self.touch();
+        if !self.unlisted.load(Ordering::Relaxed) {
+            self.unlisted.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether it was used without a table lookup since the last call.
+    pub fn take_unlisted(&self) -> bool {
+        self.unlisted.swap(false, Ordering::Relaxed)
     }
 
     /// Uses so far.
@@ -129,7 +151,7 @@ impl Usage {
 
     /// A record of use made now.
     pub fn new_now() -> Usage {
-        Usage { hits: AtomicU64::new(0), last_ms: AtomicU64::new(now_ms()) }
+        Usage { last_ms: AtomicU64::new(now_ms()), ..Usage::default() }
     }
 }
 

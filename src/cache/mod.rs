@@ -77,6 +77,11 @@ impl Pinned for Cached {
             }
         }
     }
+
+    /// A compressed variant served from its source's slot skips the table.
+    fn take_recent_use(&self) -> bool {
+        matches!(self, Cached::File(e) if e.usage.take_unlisted())
+    }
 }
 
 /// Limits and policy for a [`FileCache`].

@@ -23,6 +23,12 @@ const SHARDS: usize = 16;
 pub trait Pinned {
     /// Whether something besides the table holds the value now.
     fn is_pinned(&self) -> bool;
+
+    /// Whether it was used since the last call without a lookup in the
+    /// table (which would have set its reference bit).
+    fn take_recent_use(&self) -> bool {
+        false
+    }
 }
 
 struct Slot<V> {
@@ -220,7 +226,7 @@ impl<V: Clone + Pinned> Table<V> {
                 if slot.value.is_pinned() {
                     continue;
                 }
-                if slot.referenced {
+                if slot.referenced || slot.value.take_recent_use() {
                     slot.referenced = false;
                     continue;
                 }

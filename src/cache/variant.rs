@@ -170,12 +170,14 @@ impl FileCache {
         let known = slot.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
         if let Some(variant) = known.filter(|v| v.expires.is_none_or(|at| Instant::now() < at)) {
             self.shared.hits.fetch_add(1, Ordering::Relaxed);
+            variant.usage.touch_unlisted();
             return Ready::Now(variant.headers.content_encoding.is_some().then_some(variant));
         }
         let key = variant_key(source, coding);
         if let Some(Cached::File(variant)) = self.shared.table.get(&key) {
             if self.shared.is_fresh(&variant) {
                 self.shared.hits.fetch_add(1, Ordering::Relaxed);
+                variant.usage.touch();
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&variant);
                 return Ready::Now(variant.headers.content_encoding.is_some().then_some(variant));
             }

@@ -165,14 +165,12 @@ impl ConnTracker {
         self.ledger_on.load(Ordering::Acquire)
     }
 
-    /// A number for a new response body.
-    pub fn ledger_seq(&self) -> u64 {
-        self.ledger().next()
-    }
-
-    /// Body `seq` handed `chunk` to hyper.
-    pub fn ledger_chunk(&self, seq: u64, chunk: &[u8]) {
-        self.ledger().chunk(seq, chunk.as_ptr() as usize, chunk.len());
+    /// A body handed `chunk` to hyper; `seq` is its number in the ledger,
+    /// given on its first chunk.
+    pub fn ledger_chunk(&self, seq: &mut Option<u64>, chunk: &[u8]) {
+        let mut ledger = self.ledger();
+        let seq = *seq.get_or_insert_with(|| ledger.next());
+        ledger.chunk(seq, chunk.as_ptr() as usize, chunk.len());
     }
 
     /// `n` bytes of `bufs` were written.
@@ -204,9 +202,10 @@ impl ConnTracker {
 
     /// A flush completed: ended bodies are out in full.
     pub fn ledger_flushed(&self) {
-        loop {
-            let ready = self.ledger().flushed();
-            let Some((report, bytes, ending)) = ready else { return };
+        // Reported under the lock: only this connection takes it, and a
+        // report only counts and queues a line.
+        let mut ledger = self.ledger();
+        while let Some((report, bytes, ending)) = ledger.flushed() {
             report.send(bytes, ending, Some(&self.repeats));
         }
     }

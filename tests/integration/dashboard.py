@@ -23,9 +23,16 @@ records into `window.__seen`: every text `#status` takes (`status`: {text,
 cls}), Content-Security-Policy violations (`csp`: {uri, directive}),
 uncaught errors and rejections (`errors`), and replaces alert/confirm/prompt.
 
-Steps, and the keys of the JSON object:
+Steps, run in this order (those named by --steps), and the keys of the
+JSON object:
 
   setup     browser version, viewport
+  auth      (--token) GET {admin}/ of a listener that wants a token:
+            `auth_shown` (is `#auth` displayed), `main_hidden_before`,
+            `auth_msg`, `updated`, then type --token into `#token` with key
+            events and click the form's submit button: `auth_hidden_after`,
+            `main_shown_after`, `rows` (paths, once shown), `gtext`,
+            {out}/dashboard-auth.png
   load      GET {admin}/: `title`, `rows` (every `#entries tr[data-path]`:
             {path, kind, cells, res, part, out, pinned, actions, pages})
             once the table has rows, `gauge` (innerText of `#gauge`),
@@ -38,22 +45,16 @@ Steps, and the keys of the JSON object:
   evict     click `button[data-action=evict]` of the row --evict, wait (up to
             20 s) until no `tr[data-path]` is that path: `before`, `gone`,
             `waited_ms`, `status`, `rows_after` (paths left)
+  shot      (--screenshot) GET {admin}/, wait until `#interval` says
+            "over N s" (two samples, so rates show) and the table has rows,
+            then --settle seconds more: `rows`, `rates`, `gtext`,
+            `screenshot` {path, bytes}
   checks    `gauge`, `gtext`, `rates` (innerText of `#rates`), `interval`,
             `status_final` ({text, cls} of `#status`), `origin` (the page's),
             `resources` (URLs of every resource the page loaded, from the
             Resource Timing buffer), `foreign` (those of another origin),
             `csp` (violations), `page_errors` (uncaught errors),
             `dialogs`
-  auth      (--token) GET {admin}/ of a listener that wants a token:
-            `auth_shown` (is `#auth` displayed), `main_hidden_before`,
-            `auth_msg`, `updated`, then type --token into `#token` with key
-            events and click the form's submit button: `auth_hidden_after`,
-            `main_shown_after`, `rows` (paths, once shown), `gtext`,
-            {out}/dashboard-auth.png
-  shot      (--screenshot) GET {admin}/, wait until `#interval` says
-            "over N s" (two samples, so rates show) and the table has rows,
-            then --settle seconds more: `rows`, `rates`, `gtext`,
-            `screenshot` {path, bytes}
 
 Every step also has `ms`.  `failed_steps` lists steps with an error;
 `console_errors` the browser console's SEVERE lines; `seen` the hook's
@@ -70,7 +71,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from browser import DIALOG_HOOK, Driver, WebDriverError, el_id, elem, find_chrome, tail  # noqa: E402
+from browser import DIALOG_HOOK, Driver, WebDriverError, el_id, find_chrome, tail  # noqa: E402
 
 SEEN_HOOK = r"""
 (function () {
@@ -153,6 +154,14 @@ def open_dashboard(d, a, need_rows=True):
         d.wait_until(lambda: rows(d), 15, "rows in #entries")
 
 
+def no_error_status(d, n, what):
+    """Fails the step at once when `#status` reported an error since the
+    `n`th text, rather than waiting for what will not come."""
+    bad = [s["text"] for s in status_since(d, n) if s["cls"] == "err"]
+    if bad:
+        raise RuntimeError(f"#status reported an error while waiting for {what}: {bad[-1]!r}")
+
+
 def click_action(d, path, action):
     b = el_id(d.execute(BUTTON_JS, [path, action]))
     if not b:
@@ -176,6 +185,7 @@ def step_prewarm(d, a):
     click_action(d, a.prewarm, "prewarm")
 
     def full():
+        no_error_status(d, n, "the prewarm")
         row = rows(d, a.prewarm)
         return row if row and row["cells"] and row["res"] == len(row["cells"]) else None
 
@@ -197,7 +207,11 @@ def step_evict(d, a):
     n = len(seen(d)["status"])
     t0 = time.monotonic()
     click_action(d, a.evict, "evict")
-    r["gone"] = bool(d.wait_until(lambda: rows(d, a.evict) is None, 20, f"the row of {a.evict} gone"))
+    def gone():
+        no_error_status(d, n, "the eviction")
+        return rows(d, a.evict) is None
+
+    r["gone"] = bool(d.wait_until(gone, 20, f"the row of {a.evict} gone"))
     r["waited_ms"] = round((time.monotonic() - t0) * 1000)
     d.wait_until(lambda: any(a.evict in s["text"] and "…" not in s["text"] for s in status_since(d, n)),
                  5, "a #status result naming " + a.evict)
@@ -269,12 +283,12 @@ def step_shot(d, a):
 
 
 STEPS = [
+    ("auth", step_auth),
     ("load", step_load),
     ("prewarm", step_prewarm),
     ("evict", step_evict),
-    ("checks", step_checks),
-    ("auth", step_auth),
     ("shot", step_shot),
+    ("checks", step_checks),
 ]
 
 
