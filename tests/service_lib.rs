@@ -44,7 +44,6 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
                 etag: Default::default(),
                 etag_hash_max: 0,
                 pin_max_percent: 50,
-                pin_max_percent: 50,
             },
         )
         .unwrap()
@@ -55,6 +54,7 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
         max_ranges: 8,
         policy: Policy::default(),
         access_log: false,
+        access_log_format: mapserve::access_log::format::Format::Text,
         browse: Default::default(),
         rules: Default::default(),
         cors: None,

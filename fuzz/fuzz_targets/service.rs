@@ -52,6 +52,7 @@ fn world() -> &'static World {
                     max_open_files: 64,
                     etag: Default::default(),
                     etag_hash_max: 0,
+                    pin_max_percent: 50,
                 },
             )
             .unwrap()
@@ -62,6 +63,7 @@ fn world() -> &'static World {
             max_ranges: 8,
             policy: Policy::default(),
             access_log: false,
+            access_log_format: mapserve::access_log::format::Format::Text,
             rules: Default::default(),
             cors: None,
             trusted: Default::default(),
