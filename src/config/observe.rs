@@ -118,9 +118,10 @@ pub fn resolve(raw: Raw) -> Result<Observe, (&'static str, String)> {
     };
     let access_log_file =
         raw.file.filter(|p| !p.as_os_str().is_empty()).map(|p| std::path::absolute(&p).unwrap_or(p));
+    let token_file = raw.admin_token_file.filter(|p| !p.as_os_str().is_empty());
     let admin = match raw.admin_listen.filter(|s| !s.is_empty()) {
         None => {
-            if raw.admin_token_file.is_some() {
+            if token_file.is_some() {
                 return Err(("admin-token-file", "needs --admin-listen".to_owned()));
             }
             None
@@ -132,7 +133,7 @@ pub fn resolve(raw: Raw) -> Result<Observe, (&'static str, String)> {
                 return Err(("admin-listen", format!("`{text}` must name exactly one address")));
             }
             let listen = addrs.remove(0);
-            let token_file = raw.admin_token_file.map(|p| std::path::absolute(&p).unwrap_or(p));
+            let token_file = token_file.map(|p| std::path::absolute(&p).unwrap_or(p));
             if let Some(path) = &token_file {
                 read_token(path).map_err(|e| ("admin-token-file", e))?;
             }

@@ -120,6 +120,7 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.cache_control, defaults.cache_control);
     assert_eq!(from_example.access_log, defaults.access_log);
     assert_eq!(from_example.log_level, defaults.log_level);
+    assert_eq!(from_example.observe, defaults.observe);
     assert_eq!(from_example.workers, defaults.workers);
     assert_eq!(from_example.unix_mode, defaults.unix_mode);
     assert_eq!(from_example.tls_listen, defaults.tls_listen);
