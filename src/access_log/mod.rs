@@ -1,5 +1,5 @@
 //! The access log: one line per request, in the format `--access-log-format`
-//! names ([`format`]: combined, common, json, text), written off the request
+//! names ([`mod@format`]: combined, common, json, text), written off the request
 //! path by a non-blocking writer ([`sink`]) to stderr or
 //! `--access-log-file`, which SIGUSR1 reopens; when the writer falls behind,
 //! lines are dropped and counted, never waited for.
@@ -13,7 +13,7 @@
 //! (414).
 //!
 //! Cancelled requests are rate-limited per connection ([`Repeats`]): a reset
-//! flood is one line a request up to [`CANCELLED_PER_SEC`] a second, then
+//! flood is one line a request up to `CANCELLED_PER_SEC` a second, then
 //! one line saying how many more were cancelled, so that a client cannot
 //! fill the disk with the server's log.
 
