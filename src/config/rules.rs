@@ -2,8 +2,10 @@
 //! `[[headers]]` path rules and `--cors`, validated at start-up so that a bad
 //! name, value, glob or origin stops the server and names the rule.
 
+use super::ConfigError;
 use super::file::{FileConfig, OneOrMany, Size};
-use super::{ConfigError, flag, invalid, size};
+use super::invalid;
+use super::resolve::{flag, size};
 use http::header::{HeaderName, HeaderValue};
 
 /// One `[[headers]]` table: the glob and the headers it sets.

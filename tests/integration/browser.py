@@ -795,27 +795,34 @@ def main():
     a.out = os.path.abspath(a.out)
     a.downloads = os.path.abspath(a.downloads or os.path.join(a.out, "downloads"))
 
+    drive("browser.py", run, a)
+
+
+def drive(name, run, a):
+    """Runs `run(a)` as a driver script does: stopped cleanly by a signal or
+    after `a.max_seconds`, a missing chromedriver or a browser failure as a
+    message and a non-zero exit, the result as ONE JSON object on stdout."""
     def stop(signum, _frame):
-        raise SystemExit(f"browser.py: stopped by signal {signum}")
+        raise SystemExit(f"{name}: stopped by signal {signum}")
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, stop)
 
     def overtime(_signum, _frame):
-        raise SystemExit(f"browser.py: gave up after {a.max_seconds} s")
+        raise SystemExit(f"{name}: gave up after {a.max_seconds} s")
 
     signal.signal(signal.SIGALRM, overtime)
     signal.alarm(a.max_seconds)
 
     if not os.path.exists(a.chromedriver) and not shutil.which(a.chromedriver):
-        sys.exit(f"browser.py: chromedriver not found ({a.chromedriver}); install chromium-driver")
+        sys.exit(f"{name}: chromedriver not found ({a.chromedriver}); install chromium-driver")
     try:
         result = run(a)
     except (RuntimeError, WebDriverError, OSError) as e:
-        sys.exit(f"browser.py: {e}")
+        sys.exit(f"{name}: {e}")
     signal.alarm(0)
     if result["failed_steps"]:
-        print(f"browser.py: steps with errors: {', '.join(result['failed_steps'])}", file=sys.stderr)
+        print(f"{name}: steps with errors: {', '.join(result['failed_steps'])}", file=sys.stderr)
     print(json.dumps(result), flush=True)
 
 

@@ -62,16 +62,14 @@ record (status texts, csp, errors).
 """
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from browser import DIALOG_HOOK, Driver, WebDriverError, el_id, find_chrome, tail  # noqa: E402
+from browser import DIALOG_HOOK, Driver, WebDriverError, drive, el_id, find_chrome, tail  # noqa: E402
 
 SEEN_HOOK = r"""
 (function () {
@@ -371,28 +369,7 @@ def main():
     a.admin = a.admin.rstrip("/")
     a.out = os.path.abspath(a.out)
 
-    def stop(signum, _frame):
-        raise SystemExit(f"dashboard.py: stopped by signal {signum}")
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, stop)
-
-    def overtime(_signum, _frame):
-        raise SystemExit(f"dashboard.py: gave up after {a.max_seconds} s")
-
-    signal.signal(signal.SIGALRM, overtime)
-    signal.alarm(a.max_seconds)
-
-    if not os.path.exists(a.chromedriver) and not shutil.which(a.chromedriver):
-        sys.exit(f"dashboard.py: chromedriver not found ({a.chromedriver}); install chromium-driver")
-    try:
-        result = run(a)
-    except (RuntimeError, WebDriverError, OSError) as e:
-        sys.exit(f"dashboard.py: {e}")
-    signal.alarm(0)
-    if result["failed_steps"]:
-        print(f"dashboard.py: steps with errors: {', '.join(result['failed_steps'])}", file=sys.stderr)
-    print(json.dumps(result), flush=True)
+    drive("dashboard.py", run, a)
 
 
 if __name__ == "__main__":
