@@ -69,6 +69,10 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let inner = handler.with_state(scope).map_request(|req: Request<B>| req.map(axum::body::Body::new));
+    // The request body is never read (GET and HEAD): it is dropped here, as
+    // the handler would drop it, and an empty body (a zero-sized value, so
+    // no allocation) stands in for it.
+    let inner =
+        handler.with_state(scope).map_request(|req: Request<B>| req.map(|_| axum::body::Body::empty()));
     CatchPanicLayer::custom(PanicTo500).layer(inner)
 }

@@ -105,7 +105,8 @@ fn build_file(
     let span = |first: u64, len: u64| span(ctx, entry, first, len);
     let (status, headers, body) = match plan {
         Plan::NotModified => {
-            return build(StatusCode::NOT_MODIFIED, validators(h, len, policy), FileBody::empty());
+            let headers = h.not_modified.get_or_init(|| validators(h, len, policy)).clone();
+            return build(StatusCode::NOT_MODIFIED, headers, FileBody::empty());
         }
         Plan::PreconditionFailed => {
             let headers = validators(h, len, policy);
@@ -125,7 +126,14 @@ fn build_file(
         }
         Plan::Full => (StatusCode::OK, full(h, len, policy), FileBody::one(span(0, len))),
         Plan::Single(r) => {
-            let mut headers = full(h, len, policy);
+            let mut headers = h
+                .partial
+                .get_or_init(|| {
+                    let mut headers = full(h, len, policy);
+                    headers.insert(header::CONTENT_RANGE, BYTES);
+                    headers
+                })
+                .clone();
             headers.insert(header::CONTENT_RANGE, content_range(r, len));
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
             (StatusCode::PARTIAL_CONTENT, headers, FileBody::one(span(r.first, r.len())))

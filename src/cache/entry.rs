@@ -49,6 +49,11 @@ pub struct Headers {
     /// The complete header map of a 200 response, built by `response` on
     /// first use and cloned for every later one (no hashing per header).
     pub full: std::sync::OnceLock<http::HeaderMap>,
+    /// The same for a 304: the validators a 200 would carry.
+    pub not_modified: std::sync::OnceLock<http::HeaderMap>,
+    /// The same for a 206 of one range: the 200's map with a `Content-Range`
+    /// slot, so that filling it in never grows the cloned map.
+    pub partial: std::sync::OnceLock<http::HeaderMap>,
     /// A rendered listing, not a file: revalidated on every request, varies
     /// with `Accept`, and ignores `Range`.
     pub listing: bool,
@@ -187,6 +192,8 @@ impl Entry {
             last_modified_secs,
             content_length: HeaderValue::from(identity.size),
             full: std::sync::OnceLock::new(),
+            not_modified: std::sync::OnceLock::new(),
+            partial: std::sync::OnceLock::new(),
             listing: false,
             content_encoding: None,
         };

@@ -226,7 +226,9 @@ async fn serve(
     }
     let rel = path::parse(req.uri.path(), app.hidden)?;
     let listing = app.browse.listing.filter(|_| rel.has_trailing_slash());
-    let key = if rel.has_trailing_slash() { rel.join(b"index.html") } else { rel.clone() };
+    // Borrowed unless an index is asked for: no copy of the path on a hit.
+    let index = rel.has_trailing_slash().then(|| rel.join(b"index.html"));
+    let key = index.as_ref().unwrap_or(&rel);
     let cached = app.cache.lookup(key.as_bytes());
     if cached.is_none() && listing.is_some() {
         // A cached listing is current only while no index.html appeared.

@@ -254,6 +254,9 @@ impl Serving {
             }),
         };
         self.idle.register(&tracker);
+        if self.app.load().access_log {
+            tracker.want_ledger();
+        }
         let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), timeouts, start));
         let service = crate::app::service::<Incoming>(Scope { app: self.app.clone(), conn: Some(info) });
         let per_conn = hyper::service::service_fn(move |req: http::Request<Incoming>| {
