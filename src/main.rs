@@ -4,8 +4,9 @@
 use mapserve::config::{Cli, Config};
 use std::process::ExitCode;
 
-/// mimalloc: fewer instructions per allocation than glibc's malloc on the
-/// hit path (README, "Performance", for the numbers).
+/// mimalloc, opt-in (`--features mimalloc`): fewer instructions per
+/// allocation than glibc's malloc, but more memory held (README,
+/// "Performance", for the numbers).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mapserve::cache::{CacheConfig, Content, FileCache};
+use mapserve::config::Revalidate;
 use mapserve::response::{self, FileContext, Plan, Policy};
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ fn cache_over(dir: &std::path::Path, tweak: impl FnOnce(&mut CacheConfig)) -> Fi
         max_bytes: 64 << 20,
         max_entries: 100,
         small_file_max: 0,
-        inotify: true,
+        revalidate: Default::default(),
         prefault: true,
         verified_sends: false,
         window_size: 64 << 20,
@@ -492,8 +493,8 @@ fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
     let text: Vec<u8> = (0..4000).flat_map(|i| format!("line {i} of some text\n").into_bytes()).collect();
     std::fs::write(dir.join("a.txt"), &text).unwrap();
     let rt = runtime();
-    for inotify in [true, false] {
-        let cache = cache_over(&dir, |c| c.inotify = inotify);
+    for mode in [Revalidate::Inotify, Revalidate::Stat] {
+        let cache = cache_over(&dir, |c| c.revalidate = mode);
         rt.block_on(async {
             let entry = cache.get(b"a.txt").await.unwrap();
             let before = cache.stats();
@@ -512,7 +513,7 @@ fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
             std::fs::write(dir.join("a.txt"), [&text[..], b"more\n"].concat()).unwrap();
             cache.sweep();
             let swept = cache.stats();
-            assert_eq!(swept.entries, 0, "inotify={inotify}: file and variants dropped: {swept:?}");
+            assert_eq!(swept.entries, 0, "{mode:?}: file and variants dropped: {swept:?}");
             assert_eq!(swept.bytes, 0);
             let entry = cache.get(b"a.txt").await.unwrap();
             let br = cache.compressed(&entry, Coding::Br, true).await.unwrap();
@@ -526,5 +527,129 @@ fn compressed_variants_live_in_the_budget_and_go_with_their_file_version() {
                 .unwrap();
             assert_eq!(decoded, [&text[..], b"more\n"].concat());
         });
+    }
+}
+
+/// The 1 KiB version `round` of the file the staleness tests change.
+fn version(round: usize) -> Vec<u8> {
+    format!("{round:08}\n").into_bytes().repeat(1024 / 9 + 1)[..1024].to_vec()
+}
+
+/// Makes version `round` of `dir/f.txt` the current one: renamed over it
+/// (a new inode, as a deploy does) on even rounds, written in place with one
+/// `pwrite` through `file` on odd ones.
+fn change_to(dir: &std::path::Path, file: &std::fs::File, round: usize) {
+    if round % 2 == 0 {
+        std::fs::write(dir.join("f.tmp"), version(round)).unwrap();
+        std::fs::rename(dir.join("f.tmp"), dir.join("f.txt")).unwrap();
+    } else {
+        std::os::unix::fs::FileExt::write_all_at(file, &version(round), 0).unwrap();
+    }
+}
+
+fn heap_bytes(entry: &mapserve::cache::Entry) -> &[u8] {
+    match &entry.content {
+        Content::Heap(b) => b,
+        _ => panic!("a heap copy"),
+    }
+}
+
+/// The strict guarantee of `--revalidate inotify`: the first lookup after a
+/// change (its system call returned) never answers with the old version, even
+/// while another thread's hits drain the same inotify queue.
+#[test]
+fn with_inotify_the_first_lookup_after_a_change_always_sees_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = scratch("strict-first-lookup");
+    std::fs::write(dir.join("f.txt"), version(0)).unwrap();
+    std::fs::write(dir.join("other.txt"), b"other").unwrap();
+    let cache = cache_over(&dir, |c| c.small_file_max = 64 << 10);
+    assert_eq!(cache.revalidation(), Revalidate::Inotify);
+    let rt = runtime();
+    rt.block_on(cache.get(b"other.txt")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let hitter = {
+        let (cache, stop) = (cache.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                assert!(cache.lookup(b"other.txt").is_some());
+            }
+        })
+    };
+    let mut file = std::fs::OpenOptions::new().write(true).open(dir.join("f.txt")).unwrap();
+    for round in 1..=1000 {
+        let old = rt.block_on(cache.get(b"f.txt")).unwrap();
+        assert_eq!(heap_bytes(&old), version(round - 1));
+        if round % 2 == 0 {
+            change_to(&dir, &file, round);
+            // Later in-place writes go to the inode now at the name.
+            file = std::fs::OpenOptions::new().write(true).open(dir.join("f.txt")).unwrap();
+        } else {
+            change_to(&dir, &file, round);
+        }
+        let first = cache.lookup(b"f.txt");
+        assert!(
+            first.is_none_or(|e| !Arc::ptr_eq(&e, &old)),
+            "round {round}: the first lookup after the change answered with the old version"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    hitter.join().unwrap();
+}
+
+/// Threads named `mapserve-inotify` in this process (the kernel keeps 15
+/// bytes of a thread's name).
+fn inotify_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("mapserve-inotif"))
+        .count()
+}
+
+/// `--revalidate inotify-async`: hits make no system call, so a change is
+/// seen only once the inotify thread applied it; it must be seen within a
+/// second, and the thread must end once its cache is dropped. (The only test
+/// in this binary that starts such a thread, so that counting them works.)
+#[test]
+fn with_inotify_async_a_change_is_seen_within_a_second_and_the_thread_ends_with_the_cache() {
+    let dir = scratch("async-eventually");
+    std::fs::write(dir.join("f.txt"), version(0)).unwrap();
+    let cache = cache_over(&dir, |c| {
+        c.small_file_max = 64 << 10;
+        c.revalidate = Revalidate::InotifyAsync;
+    });
+    assert_eq!(cache.revalidation(), Revalidate::InotifyAsync);
+    // A thread names itself once it runs.
+    let start = std::time::Instant::now();
+    while inotify_threads() != 1 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "one inotify thread per cache");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let rt = runtime();
+    let mut file = std::fs::OpenOptions::new().write(true).open(dir.join("f.txt")).unwrap();
+    let (mut stale_first, mut slowest) = (0, std::time::Duration::ZERO);
+    for round in 1..=200 {
+        let old = rt.block_on(cache.get(b"f.txt")).unwrap();
+        assert_eq!(heap_bytes(&old), version(round - 1));
+        change_to(&dir, &file, round);
+        if round % 2 == 0 {
+            file = std::fs::OpenOptions::new().write(true).open(dir.join("f.txt")).unwrap();
+        }
+        let written = std::time::Instant::now();
+        let mut lookups = 0;
+        while cache.lookup(b"f.txt").is_some_and(|e| Arc::ptr_eq(&e, &old)) {
+            lookups += 1;
+            assert!(written.elapsed() < std::time::Duration::from_secs(1), "round {round}: not seen in 1 s");
+        }
+        stale_first += usize::from(lookups > 0);
+        slowest = slowest.max(written.elapsed());
+    }
+    eprintln!("inotify-async: first lookup stale in {stale_first} of 200 rounds; slowest {slowest:?}");
+    drop(cache);
+    let start = std::time::Instant::now();
+    while inotify_threads() > 0 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(2), "the inotify thread outlived its cache");
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }

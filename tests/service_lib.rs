@@ -37,7 +37,7 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
                 max_entries: 10,
                 small_file_max: 64 << 10,
                 window_size: 512 << 10,
-                inotify: true,
+                revalidate: Default::default(),
                 prefault: true,
                 verified_sends: false,
                 max_open_files: 10,

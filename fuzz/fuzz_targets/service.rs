@@ -46,7 +46,7 @@ fn world() -> &'static World {
                     max_entries: 100,
                     small_file_max: 64 << 10,
                     window_size: 1 << 20,
-                    inotify: true,
+                    revalidate: Default::default(),
                     prefault: true,
                     verified_sends: false,
                     max_open_files: 64,

@@ -4,6 +4,9 @@
 //! descriptor the response holds, or of the path when it still leads to the
 //! same inode (a path that now leads to another file means this one was
 //! replaced, not changed in place, and its bytes are still the old ones).
+//!
+//! These checks stay strict with `--revalidate inotify-async` too: they make
+//! the `FIONREAD` that hits skip in that mode (see `token_holds`).
 
 use super::FileCache;
 use super::entry::Entry;
@@ -19,6 +22,20 @@ impl FileCache {
 
     /// Whether the inotify token of `entry` says nothing changed (false
     /// without one: then only a `statx` can tell).
+    ///
+    /// Strict `sync`, not `sync_hit`, in every mode, `inotify-async`
+    /// included. These checks guard against something worse than a stale
+    /// version: zeros (the kernel zero-fills the rest of a truncated file's
+    /// last page) leaving as content, or a copy that may hold them passing
+    /// `--verified-sends`. A truncation whose event the inotify thread has
+    /// not applied yet would let exactly that chunk through, and the window
+    /// of `inotify-async` is meant for "a new request may still get the old
+    /// version", never for "a response may carry bytes that were never in
+    /// the file". The cost stays where it is cheap: these checks run only
+    /// for mapped files (above `--small-file-max`; copies are consistent and
+    /// never checked), before each chunk of up to 1 MiB, so one `FIONREAD`
+    /// (about 0.3 µs) is noise beside sending the chunk; the hits of small
+    /// files, where it is not noise, are what `inotify-async` speeds up.
     fn token_holds(&self, entry: &Entry) -> bool {
         match (&entry.token, &self.shared.watcher) {
             (Some(token), Some(watcher)) => {

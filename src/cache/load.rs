@@ -93,7 +93,8 @@ impl Shared {
     /// the pending events say so; without, the path is opened again (a
     /// changed file led to this load).
     pub(super) fn sync_roots(&self) {
-        if let Some(watcher) = &self.watcher {
+        if let Some(watcher) = self.watcher.as_deref() {
+            // Strict in every mode: a load costs far more than a `FIONREAD`.
             watcher.sync();
             if !self.roots.unchanged() && self.roots.refresh(Some(watcher)) {
                 self.forget_all();

@@ -2,9 +2,11 @@
 //! [`Window`], bounded in bytes and entries.
 //!
 //! * **Hit**: one table probe plus a freshness check (one `FIONREAD` with
-//!   inotify, or one `statx`). No `open`, no `read`. A stale entry is dropped
-//!   and reloaded, so every request that starts after a change on disk is
-//!   complete sees the new state.
+//!   inotify, or one `statx`; with `inotify-async` only an atomic load, see
+//!   [`watch`]). No `open`, no `read`. A stale entry is dropped and reloaded,
+//!   so every request that starts after a change on disk is complete sees
+//!   the new state (with `inotify-async`: once the inotify thread has
+//!   applied the change, a short while later).
 //! * **Miss**: concurrent requests for the same key share one load
 //!   (single-flight), run on the blocking pool; likewise for windows.
 //! * **Sweep**: a background thread re-checks every entry every
@@ -95,9 +97,10 @@ pub struct CacheConfig {
     pub small_file_max: u64,
     /// Files larger than this are mapped in windows of this size.
     pub window_size: u64,
-    /// Detect changes with inotify (strict, one `FIONREAD` per hit) rather
-    /// than one `statx` per hit.
-    pub inotify: bool,
+    /// How hits learn of changes: inotify (strict, one `FIONREAD` per hit),
+    /// inotify applied by a background thread (no system call per hit, a
+    /// short window of staleness), or one `statx` per hit.
+    pub revalidate: crate::config::Revalidate,
     /// Fault cold pages in on the blocking pool before sending them.
     pub prefault: bool,
     /// Copy each chunk and re-check the file before it leaves the process.
@@ -116,7 +119,9 @@ struct Shared {
     roots: Roots,
     /// `--etag`, and the hashes made in the background.
     validators: validator::Validators,
-    watcher: Option<watch::Watcher>,
+    /// Shared with the inotify thread of `inotify-async` (which holds it
+    /// weakly between polls).
+    watcher: Option<Arc<watch::Watcher>>,
     table: Table<Cached>,
     budget: Arc<Budget>,
     open_files: Arc<files::FilePool>,
@@ -200,21 +205,7 @@ impl FileCache {
         config: &CacheConfig,
     ) -> std::io::Result<FileCache> {
         let roots = Roots::new(Root::new(root, follow_outside)?, root, follow_outside);
-        let watcher = if config.inotify {
-            match watch::Watcher::new() {
-                Ok(w) if roots.watch(&w) => Some(w),
-                Ok(_) => {
-                    tracing::warn!("cannot watch the ROOT path; revalidating with statx per request");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "inotify unavailable; revalidating with statx per request");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let watcher = watch::start(config.revalidate, |w| roots.watch(w));
         let shared = Arc::new(Shared {
             watcher,
             roots,
@@ -414,6 +405,13 @@ impl FileCache {
         self.shared.watcher.is_some()
     }
 
+    /// The change detection in effect: `Stat` when inotify was asked for but
+    /// is unavailable, `Inotify` when the thread of `InotifyAsync` could not
+    /// start or has stopped.
+    pub fn revalidation(&self) -> crate::config::Revalidate {
+        watch::in_effect(self.shared.watcher.as_deref())
+    }
+
     /// Counters.
     pub fn stats(&self) -> CacheStats {
         let s = &self.shared;
@@ -452,8 +450,8 @@ impl Shared {
                 return false;
             }
         }
-        if let Some(watcher) = &self.watcher {
-            watcher.sync();
+        if let Some(watcher) = self.watcher.as_deref() {
+            watcher.sync_hit();
             if !self.roots.unchanged() && self.roots.refresh(Some(watcher)) {
                 self.forget_all();
             }

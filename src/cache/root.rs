@@ -8,11 +8,13 @@
 //!
 //! * With inotify, the directories along the ROOT path are watched for
 //!   changes to the names on it; a hit checks one token (an atomic load,
-//!   after the `FIONREAD` it makes anyway). When it is invalid, the path is
-//!   opened again and, if it now leads to another directory, that becomes
-//!   the root: the generation is bumped, every entry of the old tree is
-//!   dropped from the cache, and entries carry the generation they were
-//!   loaded under, so none of the old tree is served to a new request.
+//!   after the `FIONREAD` it makes anyway; with `inotify-async` the inotify
+//!   thread invalidates it, and a load still syncs first). When it is
+//!   invalid, the path is opened again and, if it now leads to another
+//!   directory, that becomes the root: the generation is bumped, every
+//!   entry of the old tree is dropped from the cache, and entries carry the
+//!   generation they were loaded under, so none of the old tree is served to
+//!   a new request.
 //! * With `--revalidate stat`, a hit stats the file through the ROOT path
 //!   itself (one `statx`, as before), so a swap shows as a changed file, and
 //!   the reload that follows opens the ROOT path again first.

@@ -16,6 +16,11 @@ pub(super) fn sweep_loop(shared: Weak<Shared>) {
 }
 
 pub(super) fn sweep_once(shared: &Shared) {
+    // Once for the whole pass (hits may skip it with `inotify-async`): the
+    // sweep sees every change made before it started.
+    if let Some(watcher) = &shared.watcher {
+        watcher.sync();
+    }
     budget::with_inline_unmap(|| {
         let mut resident = 0u64;
         for (key, value) in shared.table.snapshot() {

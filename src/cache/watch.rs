@@ -1,4 +1,5 @@
-//! Change detection with inotify, strict and cheap.
+//! Change detection with inotify: strict and cheap (`--revalidate inotify`,
+//! the default), or cheaper and slightly late (`--revalidate inotify-async`).
 //!
 //! Every cached entry holds a [`Token`] that stays valid until something
 //! changes that could alter what the entry serves. Watches are placed on every
@@ -19,10 +20,22 @@
 //! sees an empty queue while another thread holds read-but-unapplied events
 //! waits for that thread instead of trusting a token too early.
 //!
+//! `inotify-async` (see `applier`): a thread blocks in `poll` on the
+//! inotify descriptor and applies events as they arrive, under the same lock
+//! and `busy` protocol; a hit then only loads its token (no system call).
+//! Weaker: between the moment the kernel queues an event and the moment that
+//! thread has applied it, a hit still trusts the old token. That window is
+//! the wake-up of a blocked thread plus the drain: measured by
+//! `examples/staleness.rs` (README, "How changes on disk are picked up").
+//! Everything else is the same in both modes, and [`Watcher::sync`] stays
+//! strict in both: the checks a body makes before each chunk of a mapped
+//! file (`check`), loads, and the sweep call it.
+//!
 //! Where inotify cannot see every change (network and FUSE file systems,
 //! watch limit reached, inotify unavailable) entries fall back to one `statx`
 //! per request.
 
+use crate::config::Revalidate;
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
@@ -30,6 +43,8 @@ use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+mod applier;
 
 /// Valid until an event touches the entry it belongs to.
 #[derive(Debug)]
@@ -106,13 +121,26 @@ pub struct Watcher {
     fd: OwnedFd,
     nodes: Mutex<HashMap<i32, Node>>,
     busy: AtomicUsize,
+    /// A thread applies events as they arrive (`inotify-async`): hits need
+    /// not sync. Set once that thread runs; cleared if it stops.
+    background: AtomicBool,
+    /// `FIONREAD`s made (tests check that async hits make none).
+    #[cfg(test)]
+    fionreads: AtomicUsize,
 }
 
 impl Watcher {
     /// An inotify instance with nothing watched yet.
     pub fn new() -> Result<Watcher, Errno> {
         let fd = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC)?;
-        Ok(Watcher { fd, nodes: Mutex::new(HashMap::new()), busy: AtomicUsize::new(0) })
+        Ok(Watcher {
+            fd,
+            nodes: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+            background: AtomicBool::new(false),
+            #[cfg(test)]
+            fionreads: AtomicUsize::new(0),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<i32, Node>> {
@@ -120,12 +148,37 @@ impl Watcher {
     }
 
     /// Applies every event queued so far. Cheap when there is none: one
-    /// `FIONREAD`.
+    /// `FIONREAD`. Strict in both modes: every change whose system call
+    /// returned before this call is applied when it returns.
     pub fn sync(&self) {
+        #[cfg(test)]
+        self.fionreads.fetch_add(1, Ordering::Relaxed);
         let queued = rustix::io::ioctl_fionread(&self.fd).unwrap_or(1);
         if queued == 0 && self.busy.load(Ordering::SeqCst) == 0 {
             return;
         }
+        self.apply_queued();
+    }
+
+    /// What a cache hit does before it trusts a token: [`Watcher::sync`],
+    /// or nothing at all while a background thread applies events as they
+    /// arrive (`inotify-async`; the token may then lag a change by that
+    /// thread's wake-up).
+    pub fn sync_hit(&self) {
+        if !self.background.load(Ordering::Relaxed) {
+            self.sync();
+        }
+    }
+
+    /// Whether events are applied by a background thread (`inotify-async`).
+    pub fn applies_in_background(&self) -> bool {
+        self.background.load(Ordering::Relaxed)
+    }
+
+    /// Reads and applies what is queued, with `busy` raised, so that a
+    /// strict [`Watcher::sync`] that finds the queue empty meanwhile waits
+    /// for these events to be applied instead of trusting a token too early.
+    fn apply_queued(&self) {
         let mut nodes = self.lock();
         self.busy.fetch_add(1, Ordering::SeqCst);
         self.drain(&mut nodes);
@@ -266,6 +319,42 @@ impl Watcher {
     }
 }
 
+/// The watcher of a cache as `revalidate` asks, once `watch_root` has
+/// watched the ROOT path with it: `None` for `stat`, and (with a warning)
+/// when inotify is unavailable or cannot watch ROOT, so that hits fall back
+/// to `statx`. With `inotify-async`, its applier thread is started.
+pub fn start(revalidate: Revalidate, watch_root: impl FnOnce(&Watcher) -> bool) -> Option<Arc<Watcher>> {
+    if !revalidate.uses_inotify() {
+        return None;
+    }
+    let watcher = match Watcher::new() {
+        Ok(w) if watch_root(&w) => Arc::new(w),
+        Ok(_) => {
+            tracing::warn!("cannot watch the ROOT path; revalidating with statx per request");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "inotify unavailable; revalidating with statx per request");
+            return None;
+        }
+    };
+    if revalidate == Revalidate::InotifyAsync {
+        // Detached: the thread ends once the watcher is gone.
+        drop(watcher.apply_in_background());
+    }
+    Some(watcher)
+}
+
+/// The change detection in effect with `watcher`: `Stat` without one,
+/// `Inotify` when the thread of `inotify-async` could not start or stopped.
+pub fn in_effect(watcher: Option<&Watcher>) -> Revalidate {
+    match watcher {
+        None => Revalidate::Stat,
+        Some(w) if w.applies_in_background() => Revalidate::InotifyAsync,
+        Some(_) => Revalidate::Inotify,
+    }
+}
+
 /// inotify queue overflows seen since start (each one revalidates every
 /// cached entry).
 static OVERFLOWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -303,139 +392,4 @@ pub fn is_watchable(fd: &OwnedFd) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rustix::fs::{Mode, OFlags};
-
-    fn setup(tag: &str) -> (std::path::PathBuf, OwnedFd, Watcher) {
-        let dir = std::env::temp_dir().join(format!("mapserve-watch-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("a/b")).unwrap();
-        std::fs::write(dir.join("a/b/f.txt"), b"x").unwrap();
-        std::fs::write(dir.join("other.txt"), b"o").unwrap();
-        let root =
-            rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .unwrap();
-        let w = Watcher::new().unwrap();
-        (dir, root, w)
-    }
-
-    fn token_for(w: &Watcher, dir: &std::path::Path, key: &str) -> Arc<Token> {
-        let root = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .unwrap();
-        let t = w.watch_path(&root, key.as_bytes()).unwrap();
-        let f: OwnedFd = std::fs::File::open(dir.join(key)).unwrap().into();
-        assert!(w.watch_file(&t, &f));
-        t
-    }
-
-    #[test]
-    fn every_kind_of_change_invalidates() {
-        type Change = Box<dyn Fn(&std::path::Path)>;
-        let changes: Vec<(&str, Change)> = vec![
-            ("write", Box::new(|d| std::fs::write(d.join("a/b/f.txt"), b"y").unwrap())),
-            (
-                "chmod",
-                Box::new(|d| {
-                    std::fs::set_permissions(
-                        d.join("a/b/f.txt"),
-                        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                    )
-                    .unwrap()
-                }),
-            ),
-            ("delete", Box::new(|d| std::fs::remove_file(d.join("a/b/f.txt")).unwrap())),
-            (
-                "rename over",
-                Box::new(|d| {
-                    std::fs::write(d.join("a/b/n"), b"n").unwrap();
-                    std::fs::rename(d.join("a/b/n"), d.join("a/b/f.txt")).unwrap()
-                }),
-            ),
-            ("rename parent", Box::new(|d| std::fs::rename(d.join("a"), d.join("z")).unwrap())),
-            (
-                "hard link write",
-                Box::new(|d| {
-                    std::fs::hard_link(d.join("a/b/f.txt"), d.join("hl")).unwrap();
-                    std::fs::write(d.join("hl"), b"via link").unwrap()
-                }),
-            ),
-            (
-                "truncate",
-                Box::new(|d| {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(d.join("a/b/f.txt"))
-                        .unwrap()
-                        .set_len(0)
-                        .unwrap()
-                }),
-            ),
-        ];
-        for (name, change) in changes {
-            let (dir, _root, w) = setup(&name.replace(' ', "_"));
-            let t = token_for(&w, &dir, "a/b/f.txt");
-            w.sync();
-            assert!(t.is_valid(), "{name}: valid before");
-            change(&dir);
-            w.sync();
-            assert!(!t.is_valid(), "{name}: a change must invalidate");
-        }
-    }
-
-    #[test]
-    fn a_queue_overflow_invalidates_every_token() {
-        use std::io::Write;
-        const LIMIT: &str = "/proc/sys/fs/inotify/max_queued_events";
-        if !rustix::process::geteuid().is_root() {
-            let _ = writeln!(
-                std::io::stderr(),
-                "MAPSERVE-TEST-SKIPPED a_queue_overflow_invalidates_every_token: needs root"
-            );
-            return;
-        }
-        let (dir, _root, _) = setup("overflow");
-        // An instance whose queue holds 16 events: the limit is read when
-        // the instance is made, so it is lowered only around that call.
-        let old = std::fs::read_to_string(LIMIT).unwrap();
-        std::fs::write(LIMIT, "16").unwrap();
-        let w = Watcher::new();
-        std::fs::write(LIMIT, old.trim()).unwrap();
-        let w = w.unwrap();
-        let t = token_for(&w, &dir, "a/b/f.txt");
-        let other = token_for(&w, &dir, "other.txt");
-        // Many events that concern neither entry, then one sync.
-        for i in 0..100 {
-            std::fs::write(dir.join(format!("a/b/x{i}")), b"x").unwrap();
-        }
-        w.sync();
-        assert!(!t.is_valid() && !other.is_valid(), "after an overflow nothing cached can be trusted");
-    }
-
-    #[test]
-    fn unrelated_changes_and_reads_keep_tokens_valid() {
-        let (dir, _root, w) = setup("unrelated");
-        let t = token_for(&w, &dir, "a/b/f.txt");
-        std::fs::write(dir.join("other.txt"), b"changed").unwrap();
-        std::fs::write(dir.join("a/b/sibling.txt"), b"new").unwrap();
-        let _ = std::fs::read(dir.join("a/b/f.txt")).unwrap();
-        w.sync();
-        assert!(t.is_valid());
-    }
-
-    #[test]
-    fn prune_removes_watches_of_dropped_tokens() {
-        let (dir, _root, w) = setup("prune");
-        let t = token_for(&w, &dir, "a/b/f.txt");
-        assert_eq!(w.prune(), 4, "root, a, a/b and the file");
-        drop(t);
-        assert_eq!(w.prune(), 0);
-    }
-
-    #[test]
-    fn local_file_systems_are_watchable() {
-        let (dir, _root, _w) = setup("fs");
-        let f: OwnedFd = std::fs::File::open(dir.join("other.txt")).unwrap().into();
-        assert!(is_watchable(&f));
-    }
-}
+mod tests;

@@ -84,8 +84,8 @@ pub struct Cli {
     #[arg(long, env = "MAPSERVE_WINDOW_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub window_size: Option<u64>,
 
-    /// How changes on disk are detected: inotify (one FIONREAD per cache hit) or stat (one statx per hit) [default: inotify]
-    #[arg(long, env = "MAPSERVE_REVALIDATE", value_name = "MODE", value_parser = ["inotify", "stat"])]
+    /// How changes on disk are detected: inotify (one FIONREAD per cache hit; sees every change made before the request), inotify-async (weaker: a thread applies events as they arrive, so a hit makes no system call, but a request may still get a version changed up to a few milliseconds earlier; see the README), or stat (one statx per hit) [default: inotify]
+    #[arg(long, env = "MAPSERVE_REVALIDATE", value_name = "MODE", value_parser = ["inotify", "inotify-async", "stat"])]
     pub revalidate: Option<String>,
 
     /// Fault cold pages in on the blocking pool before sending them, so runtime workers never wait for the disk [default: true]

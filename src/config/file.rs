@@ -37,7 +37,7 @@ pub struct FileConfig {
     pub small_file_max: Option<Size>,
     /// See `--window-size`.
     pub window_size: Option<Size>,
-    /// See `--revalidate`: `"inotify"` or `"stat"`.
+    /// See `--revalidate`: `"inotify"`, `"inotify-async"` or `"stat"`.
     pub revalidate: Option<String>,
     /// See `--prefault`.
     pub prefault: Option<Flag>,

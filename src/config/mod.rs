@@ -86,8 +86,8 @@ pub struct Config {
     pub small_file_max: u64,
     /// Window size for large files (a multiple of the page size).
     pub window_size: u64,
-    /// Detect changes with inotify (false: statx per cache hit).
-    pub inotify: bool,
+    /// How a cache hit learns of changes on disk (`--revalidate`).
+    pub revalidate: Revalidate,
     /// Fault cold pages in on the blocking pool before sending.
     pub prefault: bool,
     /// Copy and re-check each chunk of a mapped file before sending it.
@@ -133,6 +133,48 @@ pub struct Config {
     pub workers: usize,
     /// Non-fatal findings to log once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// How a cache hit learns that its file changed on disk (`--revalidate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Revalidate {
+    /// inotify watches; each hit applies the events queued so far (one
+    /// `FIONREAD`) before trusting its token. Strict: every change whose
+    /// system call returned before the request started is seen.
+    #[default]
+    Inotify,
+    /// inotify watches whose events a background thread applies as they
+    /// arrive; a hit only reads its token. Weaker: a change is seen once that
+    /// thread has applied it, a short while after its system call returned.
+    InotifyAsync,
+    /// One `statx` of the path per hit, no watches.
+    Stat,
+}
+
+impl Revalidate {
+    /// Parses `inotify`, `inotify-async` or `stat`.
+    pub fn parse(text: &str) -> Result<Revalidate, String> {
+        match text {
+            "inotify" => Ok(Revalidate::Inotify),
+            "inotify-async" => Ok(Revalidate::InotifyAsync),
+            "stat" => Ok(Revalidate::Stat),
+            other => Err(format!("`{other}` is not one of inotify, inotify-async, stat")),
+        }
+    }
+
+    /// The option's value that selects this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revalidate::Inotify => "inotify",
+            Revalidate::InotifyAsync => "inotify-async",
+            Revalidate::Stat => "stat",
+        }
+    }
+
+    /// Whether inotify watches are used (else one `statx` per hit).
+    pub fn uses_inotify(self) -> bool {
+        self != Revalidate::Stat
+    }
 }
 
 /// Why the configuration was refused. Each message names the key.

@@ -195,10 +195,9 @@ pub(super) fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError>
         return Err(invalid("window-size", "must be at most half of cache-max-bytes"));
     }
 
-    let inotify = match cli.revalidate.or(file.revalidate).as_deref() {
-        None | Some("inotify") => true,
-        Some("stat") => false,
-        Some(other) => return Err(invalid("revalidate", format!("`{other}` is not one of inotify, stat"))),
+    let revalidate = match cli.revalidate.or(file.revalidate) {
+        None => Revalidate::default(),
+        Some(text) => Revalidate::parse(&text).map_err(|e| invalid("revalidate", e))?,
     };
     let header_timeout =
         span("header-timeout", cli.header_timeout, file.header_timeout, DEFAULT_HEADER_TIMEOUT)?;
@@ -298,7 +297,7 @@ pub(super) fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError>
         window_size,
         prefault,
         verified_sends,
-        inotify,
+        revalidate,
         hidden,
         listing,
         listing_max_entries,

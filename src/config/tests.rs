@@ -42,6 +42,20 @@ fn command_line_beats_file_and_file_beats_defaults() {
 }
 
 #[test]
+fn revalidate_modes_from_the_command_line_and_the_file() {
+    assert_eq!(resolve(cli(&[]), FileConfig::default()).unwrap().revalidate, Revalidate::Inotify);
+    for mode in [Revalidate::Inotify, Revalidate::InotifyAsync, Revalidate::Stat] {
+        let c = resolve(cli(&["--revalidate", mode.as_str()]), FileConfig::default()).unwrap();
+        assert_eq!(c.revalidate, mode);
+        let c = resolve(cli(&[]), file(&format!("revalidate = \"{}\"\n", mode.as_str()))).unwrap();
+        assert_eq!(c.revalidate, mode);
+    }
+    let c = resolve(cli(&["--revalidate", "stat"]), file("revalidate = \"inotify-async\"\n")).unwrap();
+    assert_eq!(c.revalidate, Revalidate::Stat, "the command line wins");
+    assert!(Cli::try_parse_from(["mapserve", "--revalidate", "async"]).is_err());
+}
+
+#[test]
 fn flags_do_not_swallow_the_root_argument() {
     let c = cli(&["--hidden", "/tmp"]);
     assert_eq!(c.hidden, Some(true));
@@ -108,7 +122,7 @@ fn example_config_documents_every_default() {
     assert_eq!(from_example.small_file_max, defaults.small_file_max);
     assert_eq!(from_example.window_size, defaults.window_size);
     assert_eq!(from_example.hidden, defaults.hidden);
-    assert_eq!(from_example.inotify, defaults.inotify);
+    assert_eq!(from_example.revalidate, defaults.revalidate);
     assert_eq!(from_example.prefault, defaults.prefault);
     assert_eq!(from_example.verified_sends, defaults.verified_sends);
     assert_eq!(from_example.follow_symlinks_outside_root, defaults.follow_symlinks_outside_root);

@@ -81,7 +81,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             max_entries: config.cache_max_entries,
             small_file_max: config.small_file_max,
             window_size: config.window_size,
-            inotify: config.inotify,
+            revalidate: config.revalidate,
             prefault: config.prefault,
             verified_sends: config.verified_sends,
             max_open_files: config.fd_plan.response_files,
@@ -133,7 +133,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         workers = config.workers,
         nofile = crate::limits::nofile_soft().unwrap_or(0),
         vm_max_map_count = crate::limits::max_map_count().unwrap_or(0),
-        revalidate = if cache.uses_inotify() { "inotify" } else { "statx per request" },
+        revalidate = cache.revalidation().as_str(),
         resolve = if config.follow_symlinks_outside_root { "openat (follows symlinks outside root)" }
                   else if uses_openat2 { "openat2 RESOLVE_BENEATH" } else { "O_NOFOLLOW walk (no symlinks)" },
         proxy_protocol = config.proxy_protocol,

@@ -164,7 +164,7 @@ fn needs_restart(old: &Config, new: &Config, has_tls: bool) -> Vec<&'static str>
     check("proxy-protocol", old.proxy_protocol == new.proxy_protocol);
     check("small-file-max", old.small_file_max == new.small_file_max);
     check("window-size", old.window_size == new.window_size);
-    check("revalidate", old.inotify == new.inotify);
+    check("revalidate", old.revalidate == new.revalidate);
     check("prefault", old.prefault == new.prefault);
     check("verified-sends", old.verified_sends == new.verified_sends);
     check(
@@ -191,7 +191,7 @@ fn keep_restart_keys(old: &Config, new: &mut Config) {
     new.proxy_protocol = old.proxy_protocol;
     new.small_file_max = old.small_file_max;
     new.window_size = old.window_size;
-    new.inotify = old.inotify;
+    new.revalidate = old.revalidate;
     new.prefault = old.prefault;
     new.verified_sends = old.verified_sends;
     new.follow_symlinks_outside_root = old.follow_symlinks_outside_root;
