@@ -33,6 +33,13 @@ fn main() -> ExitCode {
         // Disk work (loads, prefaults, pread fallback) gains nothing past a
         // few dozen threads; more only costs stacks and malloc arenas.
         .max_blocking_threads(MAX_BLOCKING_THREADS)
+        // Take a task from the shared queue at every turn, not every 31st:
+        // with thousands of busy keep-alive connections, a task woken by the
+        // network goes to the worker's local queue ahead of those waiting in
+        // the shared one, and at 31 some connections starved for seconds
+        // (10,000 connections on one worker: p99 3.6 s at 31, 0.42 s at 1,
+        // and 31k -> 41k req/s). Instructions per 1 KiB hit: the same.
+        .global_queue_interval(1)
         .enable_all()
         .build()
     {
