@@ -146,8 +146,9 @@ impl Metrics {
     /// One finished request: hot path. `method` is the request method (GET,
     /// HEAD, OPTIONS count apart, every other method as "other"), `status`
     /// 100..=599 (anything else counts as "other"), `body_bytes` the response
-    /// body bytes actually sent, `duration` from request start to response
-    /// end.
+    /// body bytes sent (on HTTP/1 over TCP or a unix socket with the access
+    /// log on, what the kernel took; otherwise what the body handed to hyper),
+    /// `duration` from request start to response end.
     #[inline]
     pub fn request(&self, method: &::http::Method, status: u16, body_bytes: u64, duration: Duration) {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
