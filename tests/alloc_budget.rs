@@ -9,14 +9,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/app.rs"]
+mod support;
+
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use mapserve::cache::{CacheConfig, FileCache};
-use mapserve::handler::{App, Scope};
-use mapserve::response::Policy;
+use mapserve::handler::Scope;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Counting;
@@ -98,39 +98,7 @@ fn a_hit_a_range_and_a_304_stay_within_their_allocation_budget() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("1k.bin"), vec![7u8; 1024]).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let cache = {
-        let _guard = rt.enter();
-        FileCache::new(
-            &dir,
-            false,
-            &CacheConfig {
-                max_bytes: 64 << 20,
-                max_entries: 100,
-                small_file_max: 64 << 10,
-                window_size: 1 << 20,
-                revalidate: Default::default(),
-                prefault: true,
-                verified_sends: false,
-                max_open_files: 64,
-                etag: Default::default(),
-                etag_hash_max: 0,
-                pin_max_percent: 50,
-            },
-        )
-        .unwrap()
-    };
-    let app = Arc::new(App {
-        cache,
-        hidden: false,
-        max_ranges: 8,
-        policy: Policy::default(),
-        access_log: false,
-        access_log_format: mapserve::access_log::format::Format::Combined,
-        rules: Default::default(),
-        browse: Default::default(),
-        cors: None,
-        trusted: Default::default(),
-    });
+    let app = support::app(&rt, &dir, Default::default());
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {

@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/app.rs"]
+mod support;
+
 use axum::extract::{Request, State};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use mapserve::cache::{CacheConfig, FileCache};
-use mapserve::handler::{App, Scope, handle};
-use mapserve::response::Policy;
+use mapserve::handler::{Scope, handle};
 use std::io::{Read, Write};
-use std::sync::Arc;
 
 /// The real handler, except that `/panic` panics.
 async fn panicky(state: State<Scope>, req: Request) -> axum::response::Response {
@@ -27,39 +27,7 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a.txt"), b"hello").unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let cache = {
-        let _enter = rt.enter();
-        FileCache::new(
-            &dir,
-            false,
-            &CacheConfig {
-                max_bytes: 1 << 20,
-                max_entries: 10,
-                small_file_max: 64 << 10,
-                window_size: 512 << 10,
-                revalidate: Default::default(),
-                prefault: true,
-                verified_sends: false,
-                max_open_files: 10,
-                etag: Default::default(),
-                etag_hash_max: 0,
-                pin_max_percent: 50,
-            },
-        )
-        .unwrap()
-    };
-    let app = Arc::new(App {
-        cache,
-        hidden: false,
-        max_ranges: 8,
-        policy: Policy::default(),
-        access_log: false,
-        access_log_format: mapserve::access_log::format::Format::Text,
-        browse: Default::default(),
-        rules: Default::default(),
-        cors: None,
-        trusted: Default::default(),
-    });
+    let app = support::app(&rt, &dir, Default::default());
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {

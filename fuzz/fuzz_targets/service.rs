@@ -5,12 +5,13 @@
 //! response head well formed.
 #![no_main]
 
+#[path = "../../tests/support/app.rs"]
+mod support;
+
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use libfuzzer_sys::fuzz_target;
-use mapserve::cache::{CacheConfig, FileCache};
 use mapserve::handler::{App, Scope};
-use mapserve::response::Policy;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,43 +37,15 @@ fn world() -> &'static World {
         std::fs::write(root.join("huge.bin"), (0..3_000_000u32).map(|i| (i / 7) as u8).collect::<Vec<_>>()).unwrap();
         let _ = std::os::unix::fs::symlink("/etc/passwd", root.join("escape"));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let cache = {
-            let _guard = rt.enter();
-            FileCache::new(
-                &root,
-                false,
-                &CacheConfig {
-                    max_bytes: 64 << 20,
-                    max_entries: 100,
-                    small_file_max: 64 << 10,
-                    window_size: 1 << 20,
-                    revalidate: Default::default(),
-                    prefault: true,
-                    verified_sends: false,
-                    max_open_files: 64,
-                    etag: Default::default(),
-                    etag_hash_max: 0,
-                    pin_max_percent: 50,
-                },
-            )
-            .unwrap()
-        };
-        let app = Arc::new(App {
-            cache,
-            hidden: false,
-            max_ranges: 8,
-            policy: Policy::default(),
-            access_log: false,
-            access_log_format: mapserve::access_log::format::Format::Text,
-            rules: Default::default(),
-            cors: None,
-            trusted: Default::default(),
-            browse: mapserve::handler::Browse {
+        let app = support::app(
+            &rt,
+            &root,
+            mapserve::handler::Browse {
                 listing: Some(mapserve::cache::ListingRules { hidden: false, max_entries: 50 }),
                 not_found_page: None,
                 fallback: None,
             },
-        });
+        );
         World { rt, app, root: root.display().to_string() }
     })
 }

@@ -400,11 +400,6 @@ impl FileCache {
         self.shared.budget.limit()
     }
 
-    /// Whether change detection uses inotify (false: statx per request).
-    pub fn uses_inotify(&self) -> bool {
-        self.shared.watcher.is_some()
-    }
-
     /// The change detection in effect: `Stat` when inotify was asked for but
     /// is unavailable, `Inotify` when the thread of `InotifyAsync` could not
     /// start or has stopped.
