@@ -54,7 +54,7 @@ fuzz_target!(|input: &[u8]| {
     let w = world();
     let out = w.rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let service = mapserve::app::service::<hyper::body::Incoming>(Scope::new(w.app.clone(), None));
+        let service = mapserve::app::service(Scope::new(w.app.clone(), None));
         let per_conn = hyper::service::service_fn(move |req| tower_oneshot(service.clone(), req));
         let conn = tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());

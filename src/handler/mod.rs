@@ -25,32 +25,28 @@
 //!     rules on 200, 206 and 304, then CORS (`http::rules`, `http::cors`).
 
 use crate::access_log::{AccessRecord, Throttle};
-use crate::body::stream::Source;
-use crate::cache::{Content, Entry, FileCache, Held, HoldError, ListingRules, Reads};
+use crate::cache::{Content, Entry, FileCache, ListingRules};
 use crate::error::ServeError;
-use crate::fs::FsError;
 use crate::http::accept::{self, Preferred};
-use crate::http::cors::{self, Cors};
+use crate::http::cors::Cors;
 use crate::http::rules::HeaderRules;
 use crate::listing::Variant;
 use crate::path::{self, RelPath};
 use crate::peer::Peer;
-use crate::quota::Quota;
-use crate::response::{self, Plan, Policy};
-use crate::track::ConnTracker;
+use crate::response::{self, Policy};
+use crate::track::{ConnTracker, RequestGuard};
 use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use http::request::Parts;
-use http::{HeaderValue, Method, Response, Version, header};
+use http::{HeaderValue, Method, Response, header};
+use serve::Now;
 use std::sync::Arc;
 use std::time::Instant;
 
 mod origin;
 mod plan;
 mod represent;
-
-use origin::directory_location;
-use plan::plan;
+mod serve;
 
 /// Shared state of the application.
 #[derive(Debug)]
@@ -129,50 +125,94 @@ impl Scope {
     }
 }
 
-/// The axum handler for every path.
+/// A request [`handle_now`] could not finish at once: [`handle_later`]
+/// does, as a future.
+#[derive(Debug)]
+pub struct Later {
+    app: Arc<App>,
+    req: Parts,
+    start: Instant,
+    origin: origin::Origin,
+    guard: Option<RequestGuard>,
+    step: Step,
+}
+
+/// Where [`handle_later`] picks up.
+#[derive(Debug)]
+enum Step {
+    /// Serving, from the entry already found, if one was.
+    Serve(Option<Arc<Entry>>),
+    /// Sending the `--not-found-page` for a missing path.
+    NotFoundPage,
+}
+
+/// The axum handler for every path: [`handle_now`], then [`handle_later`]
+/// when it must. The server calls the two itself (the `app` module's service), so that
+/// a hit builds no future; this is for tests that wrap the handler.
 pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response::Response {
-    let app = scope.app.load_full();
-    let conn = scope.conn;
-    let start = Instant::now();
     let (req, _body) = req.into_parts();
-    let origin = origin::origin(&app, conn.as_ref(), &req);
-    let guard = conn.as_ref().map(|c| c.tracker.begin());
-    let head = req.method == Method::HEAD;
-    let quota = conn.as_ref().and_then(|c| c.tracker.quota());
-    let mut response = match serve(&app, &req, head, quota, origin.prefix.as_deref()).await {
+    match handle_now(&scope, req) {
         Ok(response) => response,
-        Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
-            match Box::pin(not_found_page(&app, &req, head, quota)).await {
-                Some(response) => response,
-                None => response::error(&ServeError::NotFound, head, prefers(&req) == Preferred::Html),
-            }
-        }
-        Err(e) => {
-            // At most 10 such lines a second: they can come once per request.
-            static THROTTLE: Throttle = Throttle::new(10);
-            match &e {
-                ServeError::Internal(cause) => {
-                    if let Some(left_out) = THROTTLE.allow() {
-                        tracing::error!(path = %req.uri.path(), %cause, left_out, "request failed");
-                    }
-                }
-                ServeError::Unavailable(cause) => {
-                    if let Some(left_out) = THROTTLE.allow() {
-                        tracing::warn!(path = %req.uri.path(), %cause, left_out, "answered 503");
-                    }
-                }
-                _ => {}
-            }
-            response::error(&e, head, prefers(&req) == Preferred::Html)
-        }
+        Err(later) => handle_later(scope, later).await,
+    }
+}
+
+/// The whole pipeline for a request that waits for nothing (a cached
+/// entry, a refusal); `Err` when something must be awaited.
+pub fn handle_now(scope: &Scope, req: Parts) -> Result<axum::response::Response, Box<Later>> {
+    let start = Instant::now();
+    let app = scope.app.load_full();
+    let conn = scope.conn.as_ref();
+    let origin = origin::origin(&app, conn, &req);
+    let guard = conn.map(|c| c.tracker.begin());
+    let head = req.method == Method::HEAD;
+    let quota = conn.and_then(|c| c.tracker.quota());
+    let step = match serve::serve_now(&app, &req, head, quota, origin.prefix.as_deref()) {
+        Now::Done(Err(ServeError::NotFound)) if app.browse.not_found_page.is_some() => Step::NotFoundPage,
+        Now::Done(result) => return Ok(complete(&app, conn, &req, (start, origin, guard), result)),
+        Now::Later(found) => Step::Serve(found),
     };
-    finish(&app, &req, &mut response);
+    Err(Box::new(Later { app, req, start, origin, guard, step }))
+}
+
+/// The rest of a request [`handle_now`] handed on.
+pub async fn handle_later(scope: Scope, later: Box<Later>) -> axum::response::Response {
+    let Later { app, req, start, origin, guard, step } = *later;
+    let conn = scope.conn.as_ref();
+    let head = req.method == Method::HEAD;
+    let quota = conn.and_then(|c| c.tracker.quota());
+    let result = match step {
+        Step::Serve(found) => serve::serve(&app, &req, head, quota, origin.prefix.as_deref(), found).await,
+        Step::NotFoundPage => Err(ServeError::NotFound),
+    };
+    let result = match result {
+        Err(ServeError::NotFound) if app.browse.not_found_page.is_some() => {
+            Box::pin(serve::not_found_page(&app, &req, head, quota)).await.ok_or(ServeError::NotFound)
+        }
+        other => other,
+    };
+    complete(&app, conn, &req, (start, origin, guard), result)
+}
+
+/// Steps 10 and 11, and what the body reports when it ends.
+fn complete(
+    app: &App,
+    conn: Option<&ConnInfo>,
+    req: &Parts,
+    (start, origin, guard): (Instant, origin::Origin, Option<RequestGuard>),
+    result: Result<Response<crate::body::FileBody>, ServeError>,
+) -> axum::response::Response {
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => refusal(&e, req),
+    };
+    finish(app, req, &mut response);
     let status = response.status().as_u16();
     let record = match origin.client.filter(|_| app.access_log) {
         Some(client) => {
-            let tls = conn.as_ref().and_then(|c| c.tls);
+            let tls = conn.and_then(|c| c.tls);
             let mut record =
-                AccessRecord::of(&req, (client, origin.https, tls), status, (start, app.access_log_format));
+                AccessRecord::of(req, (client, origin.https, tls), status, (start, app.access_log_format));
             record.coding = response
                 .headers()
                 .get(header::CONTENT_ENCODING)
@@ -191,83 +231,24 @@ pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response:
     response.map(axum::body::Body::new)
 }
 
-async fn serve(
-    app: &App,
-    req: &Parts,
-    head: bool,
-    quota: Option<&Arc<Quota>>,
-    prefix: Option<&str>,
-) -> Result<Response<crate::body::FileBody>, ServeError> {
-    let method = &req.method;
-    let options = method == Method::OPTIONS && app.cors.is_some();
-    if method != Method::GET && method != Method::HEAD && !options {
-        return Err(ServeError::MethodNotAllowed);
-    }
-    // One pass over the few header lines instead of two hashed lookups.
-    let (mut hosts, mut host_ok, mut coded) = (0, true, false);
-    for (name, value) in &req.headers {
-        if name == header::HOST {
-            hosts += 1;
-            host_ok &= crate::http::host::valid_host(value.as_bytes());
-        } else if name == header::TRANSFER_ENCODING {
-            coded = true;
-        }
-    }
-    if hosts > 1 || !host_ok || (hosts == 0 && req.version == Version::HTTP_11) {
-        return Err(ServeError::BadRequest);
-    }
-    let codings = || req.headers.get_all(header::TRANSFER_ENCODING).iter().map(HeaderValue::as_bytes);
-    if coded && !crate::http::host::known_transfer_coding(codings()) {
-        return Err(ServeError::NotImplemented);
-    }
-    if let Some(cors) = app.cors.as_ref().filter(|_| options) {
-        let preflight = cors::is_preflight(&req.headers).then(|| cors.preflight(&req.headers));
-        return Ok(response::options(preflight));
-    }
-    let rel = path::parse(req.uri.path(), app.hidden)?;
-    let listing = app.browse.listing.filter(|_| rel.has_trailing_slash());
-    // Borrowed unless an index is asked for: no copy of the path on a hit.
-    let index = rel.has_trailing_slash().then(|| rel.join(b"index.html"));
-    let key = index.as_ref().unwrap_or(&rel);
-    let cached = app.cache.lookup(key.as_bytes());
-    if cached.is_none() && listing.is_some() {
-        // A cached listing is current only while no index.html appeared.
-        if let Some(entry) = app.cache.lookup_listing(rel.as_bytes(), variant(req)) {
-            return send(app, req, head, quota, entry, Role::Asked).await;
-        }
-    }
-    let missed = cached.is_none();
-    let found = match cached {
-        Some(entry) => Ok(entry),
-        // Boxed so that the handler's future stays small on the hit path.
-        None => Box::pin(app.cache.load(key.as_bytes())).await,
-    };
-    let entry = match found {
-        Ok(entry) if matches!(entry.content, Content::Dir) && !rel.has_trailing_slash() => {
-            return Ok(response::redirect(directory_location(req, prefix), head));
-        }
-        // `dir/index.html` is a directory: as if there were no index.
-        Ok(entry) if matches!(entry.content, Content::Dir) => Err(FsError::NotFound),
-        other => other,
-    };
-    let (entry, role) = match (entry, listing) {
-        (Ok(entry), _) => (entry, Role::Asked),
-        (Err(FsError::NotFound), Some(rules)) => {
-            match Box::pin(app.cache.load_listing(rel.as_bytes(), variant(req), rules)).await {
-                Ok(entry) => (entry, Role::Asked),
-                Err(FsError::NotFound) => (Box::pin(fallback(app, req)).await?, Role::Fallback),
-                Err(e) => return Err(e.into()),
+/// The error response, logged when the fault is the server's.
+fn refusal(e: &ServeError, req: &Parts) -> Response<crate::body::FileBody> {
+    // At most 10 such lines a second: they can come once per request.
+    static THROTTLE: Throttle = Throttle::new(10);
+    match e {
+        ServeError::Internal(cause) => {
+            if let Some(left_out) = THROTTLE.allow() {
+                tracing::error!(path = %req.uri.path(), %cause, left_out, "request failed");
             }
         }
-        // Boxed: the rare paths must not grow the hit path's future.
-        (Err(FsError::NotFound), None) => (Box::pin(fallback(app, req)).await?, Role::Fallback),
-        (Err(e), _) => return Err(e.into()),
-    };
-    let mut response = send(app, req, head, quota, entry, role).await?;
-    if missed {
-        response.body_mut().mark_loaded();
+        ServeError::Unavailable(cause) => {
+            if let Some(left_out) = THROTTLE.allow() {
+                tracing::warn!(path = %req.uri.path(), %cause, left_out, "answered 503");
+            }
+        }
+        _ => {}
     }
-    Ok(response)
+    response::error(e, req.method == Method::HEAD, prefers(req) == Preferred::Html)
 }
 
 /// Marks a response that is not of the file its path names (the
@@ -317,132 +298,5 @@ async fn fallback(app: &App, req: &Parts) -> Result<Arc<Entry>, ServeError> {
     match app.cache.get(page.as_bytes()).await {
         Ok(entry) if !matches!(entry.content, Content::Dir) => Ok(entry),
         _ => Err(ServeError::NotFound),
-    }
-}
-
-/// The `--not-found-page` file as a 404, if it can be served.
-async fn not_found_page(
-    app: &App,
-    req: &Parts,
-    head: bool,
-    quota: Option<&Arc<Quota>>,
-) -> Option<Response<crate::body::FileBody>> {
-    let page = app.browse.not_found_page.as_ref()?;
-    let entry = app.cache.get(page.as_bytes()).await.ok().filter(|e| !matches!(e.content, Content::Dir))?;
-    send(app, req, head, quota, entry, Role::NotFound).await.ok()
-}
-
-/// Decides and builds the response for a found entry.
-async fn send(
-    app: &App,
-    req: &Parts,
-    head: bool,
-    quota: Option<&Arc<Quota>>,
-    asked: Arc<Entry>,
-    role: Role,
-) -> Result<Response<crate::body::FileBody>, ServeError> {
-    let download =
-        (role == Role::Asked && !asked.headers.listing && wants_download(req)).then(|| asked.clone());
-    let chosen = match role {
-        Role::NotFound => represent::Chosen::identity(asked, false),
-        Role::Asked | Role::Fallback => match represent::choose_now(app, req, asked) {
-            Ok(chosen) => chosen,
-            // Boxed: loading a sidecar or compressing must not grow the
-            // hit path's future.
-            Err(asked) => Box::pin(represent::choose(app, req, asked)).await,
-        },
-    };
-    let represent::Chosen { mut entry, mut face, mut vary, asked } = chosen;
-    let plan_for = |entry: &Entry, face, vary: bool| match role {
-        Role::NotFound => Plan::Full,
-        _ => {
-            let h = entry.face(face);
-            // One of several codings of the resource: coded, or could be.
-            let varies = vary
-                || h.content_encoding.is_some()
-                || app.policy.compress.applies(h.compressible, entry.len());
-            plan(app, req, entry, face, varies)
-        }
-    };
-    let mut plan = plan_for(&entry, face, vary);
-    let held = match hold(app, &entry, reads(&plan, head), quota).await {
-        // A sidecar replaced between the lookup and the open: the file
-        // itself (the sidecar's new version is not known to be fresh).
-        Err(HoldError::Stale) if asked.is_some() => {
-            entry = asked.unwrap_or(entry);
-            (face, vary) = (crate::cache::Face::Own, true);
-            plan = plan_for(&entry, face, vary);
-            hold(app, &entry, reads(&plan, head), quota).await
-        }
-        // Replaced between the lookup and the open: serve the new version.
-        Err(HoldError::Stale) => {
-            let key = entry.key.clone();
-            entry = Box::pin(app.cache.reload(&key, &entry)).await?;
-            plan = plan_for(&entry, face, vary);
-            hold(app, &entry, reads(&plan, head), quota).await
-        }
-        other => other,
-    };
-    let held = match held {
-        Ok(held) => held,
-        Err(HoldError::Stale) => return Err(ServeError::NotFound),
-        Err(HoldError::Fs(e)) => return Err(e.into()),
-    };
-    let Held { fd, window, pread, file_slot, pin } = held;
-    let source = Source { fd, pread, quota: quota.cloned(), pin: pin.map(Arc::new) };
-    let html_errors = plan == Plan::Unsatisfiable && prefers(req) == Preferred::Html;
-    let ctx = response::FileContext {
-        policy: &app.policy,
-        cache: &app.cache,
-        source,
-        window,
-        html_errors,
-        vary_encoding: vary,
-    };
-    let mut response = response::file(&entry, face, plan, head, &ctx);
-    response.body_mut().hold(file_slot);
-    match role {
-        Role::Asked => {
-            if let Some(asked) = download {
-                response::attach(&mut response, &asked);
-            }
-        }
-        Role::Fallback => {
-            response::varies_with_accept(&mut response);
-            // Not the file the path names: no path rule applies to it.
-            response.extensions_mut().insert(StandIn);
-        }
-        Role::NotFound => response::as_not_found(&mut response, app.browse.fallback.is_some()),
-    }
-    Ok(response)
-}
-
-/// `?download` (any value, or none) in the query.
-fn wants_download(req: &Parts) -> bool {
-    req.uri.query().is_some_and(|q| crate::http::query::parse(Some(q)).download)
-}
-
-/// What the response holds: decided at once on the hit path, with the
-/// blocking pool only when a file must be opened again.
-async fn hold(
-    app: &App,
-    entry: &Arc<Entry>,
-    reads: Reads,
-    quota: Option<&Arc<Quota>>,
-) -> Result<Held, HoldError> {
-    match app.cache.hold_now(entry, reads, quota) {
-        Some(held) => held,
-        None => Box::pin(app.cache.hold_for(entry, reads, quota)).await,
-    }
-}
-
-/// What the response planned reads of the file.
-fn reads(plan: &Plan, head: bool) -> Reads {
-    match plan {
-        _ if head => Reads::Nothing,
-        Plan::Full => Reads::One { first: 0, len: u64::MAX },
-        Plan::Single(r) => Reads::One { first: r.first, len: r.len() },
-        Plan::Multi(_) => Reads::Several,
-        Plan::NotModified | Plan::PreconditionFailed | Plan::Unsatisfiable => Reads::Nothing,
     }
 }

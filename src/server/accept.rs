@@ -258,7 +258,7 @@ impl Serving {
             tracker.want_ledger();
         }
         let io = TokioIo::new(ConnIo::new(stream, tracker.clone(), timeouts, start));
-        let service = crate::app::service::<Incoming>(Scope { app: self.app.clone(), conn: Some(info) });
+        let service = crate::app::service(Scope { app: self.app.clone(), conn: Some(info) });
         let per_conn = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             tower::ServiceExt::oneshot(service.clone(), req)
         });

@@ -253,23 +253,36 @@ fn timeouts_of(config: &Config) -> Timeouts {
 /// hyper's builders: one that sniffs for h2c, one per ALPN protocol.
 fn builders(config: &Config) -> Builders {
     let mut builder = auto::Builder::new(exec::StreamExec { stall: config.send_timeout });
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .keep_alive(true)
-        .writev(true)
-        // hyper keeps polling a body until this much is queued per
-        // connection (400 KiB by default): mapped chunks cost nothing queued,
-        // but pread chunks are heap, so a stalled client would pin 400 KiB.
-        // It also caps a request head at 64 KiB (nginx: 8 KiB to 32 KiB).
-        .max_buf_size(H1_MAX_BUF);
+    http1_settings(&mut builder);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS)
         .max_send_buf_size(H2_MAX_SEND_BUF);
     Builders { h1: builder.clone().http1_only(), h2: builder.clone().http2_only(), auto: builder }
+}
+
+/// hyper's HTTP/1 settings for the file listeners (public so that the
+/// in-process allocation test serves with them too).
+pub fn http1_settings<E>(builder: &mut auto::Builder<E>) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .writev(true)
+        // No read while a response is in flight: hyper would otherwise poll
+        // the socket for an early EOF after every request head, and grow its
+        // read buffer to do it (an 8 KiB allocation and free per request,
+        // the head still borrowing the old one). A client that closes is
+        // still seen, by the next write failing; one that only shuts its
+        // sending side gets its whole response.
+        .half_close(true)
+        // hyper keeps polling a body until this much is queued per
+        // connection (400 KiB by default): mapped chunks cost nothing queued,
+        // but pread chunks are heap, so a stalled client would pin 400 KiB.
+        // It also caps a request head at 64 KiB (nginx: 8 KiB to 32 KiB).
+        .max_buf_size(H1_MAX_BUF);
 }
 
 /// The signals the process acts on, their handlers installed.
