@@ -1,5 +1,5 @@
 //! Connection handling: timeouts, the connection cap, descriptor exhaustion
-//! at accept, and graceful shutdown on SIGTERM.
+//! at accept, graceful shutdown on SIGTERM, and clients that half-close.
 
 use crate::common::*;
 use rustix::process::Signal;
@@ -205,5 +205,33 @@ fn at_the_cap_the_longest_idle_keep_alive_connection_makes_room() {
         let mut b = [0u8; 1];
         let open = matches!((&c).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
         assert!(open, "a more recently used connection was closed");
+    }
+}
+
+#[test]
+fn a_client_that_shuts_its_sending_side_still_gets_the_whole_response() {
+    let s = Scratch::new("halfclose");
+    let big = pattern(4 << 20, 7);
+    s.write("big.bin", &big);
+    s.write("a.txt", b"hello");
+    let srv = Launch::new(&s.path).start();
+    // A miss (loaded on the blocking pool), then a hit; each time the client
+    // sends its request, shuts its sending side at once (as `nc -N` does),
+    // and only then reads. 4 MiB is more than the socket buffers hold, so
+    // most of it is written after the server has seen the end of the input.
+    for _ in 0..2 {
+        for (path, body) in [("/big.bin", big.as_slice()), ("/a.txt", b"hello".as_slice())] {
+            let mut c = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut out = Vec::new();
+            // The server closes once the response is sent: read_to_end ends.
+            c.read_to_end(&mut out).unwrap();
+            let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+            let head = String::from_utf8_lossy(&out[..split]);
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+            assert!(out[split..] == *body, "{path}: {} bytes of {}", out.len() - split, body.len());
+        }
     }
 }
