@@ -1,27 +1,28 @@
-//! The application as one tower service: [`FileService`] runs the pipeline
+//! The file listeners' service: [`FileService`] runs the pipeline
 //! (`handler`; every path and method reaches it, and 405 for unsupported
-//! methods is decided there, with the right `Allow`), wrapped in
-//! tower-http's `CatchPanicLayer`, which turns a bug that panics into a
-//! plain 500 for that one request.
+//! methods is decided there, with the right `Allow`), wrapped in tower-http's
+//! `CatchPanicLayer`, which turns a bug that panics into a plain 500 for that
+//! one request.
 //!
-//! Why not an axum `Router` or handler: the app has exactly one route, and
-//! most requests wait for nothing. `Router` (path match, method router,
-//! boxed route service, boxed future) measured about 1 µs more per request
-//! than a handler service; a handler still boxes one future per request,
-//! and moves the pipeline's whole state into it. [`FileService`] runs the
-//! pipeline inside `call` and answers a hit with a ready future; only a
+//! Why no axum `Router` or handler here: the file listeners have exactly one
+//! route, and most requests wait for nothing. A one-route `Router` measured
+//! about 1 µs more per request than a handler service; a handler service
+//! still boxes one future per request, moving the pipeline's whole state
+//! into it, and boxes the response body. [`FileService`] runs the pipeline
+//! inside `call` and answers a cached entry with a ready future; only a
 //! request that must wait (a load, an open, a compression) gets a boxed
 //! future (README, "Performance").
 
-use crate::handler::{Scope, handle_later, handle_now};
-use axum::handler::Handler;
-use http::Request;
+use crate::body::FileBody;
+use crate::handler::{Later, Scope, handle_later, handle_now};
+use http::request::Parts;
+use http::{Request, Response};
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 use tower_http::catch_panic::{CatchPanic, CatchPanicLayer, ResponseForPanic};
 
 /// Turns a panic into a plain 500 response, logged, with no message.
@@ -39,19 +40,30 @@ impl ResponseForPanic for PanicTo500 {
     }
 }
 
+/// The pipeline a [`FileService`] runs: `handler::handle_now`, or in tests
+/// one that panics.
+pub type Pipeline = fn(&Scope, Parts) -> Result<Response<FileBody>, Box<Later>>;
+
 /// Builds the service for one connection.
 pub fn service(scope: Scope) -> CatchPanic<FileService, PanicTo500> {
-    CatchPanicLayer::custom(PanicTo500).layer(FileService { scope: Arc::new(scope) })
+    service_with(handle_now, scope)
+}
+
+/// The service around any pipeline: [`service`] with `handle_now`, and
+/// tests with one that panics, to check that it becomes a 500.
+pub fn service_with(pipeline: Pipeline, scope: Scope) -> CatchPanic<FileService, PanicTo500> {
+    CatchPanicLayer::custom(PanicTo500).layer(FileService { scope: Arc::new(scope), pipeline })
 }
 
 /// The pipeline as a service: see the module doc.
 #[derive(Debug, Clone)]
 pub struct FileService {
     scope: Arc<Scope>,
+    pipeline: Pipeline,
 }
 
-impl<B> Service<Request<B>> for FileService {
-    type Response = axum::response::Response;
+impl<B> tower::Service<Request<B>> for FileService {
+    type Response = Response<FileBody>;
     type Error = Infallible;
     type Future = Reply;
 
@@ -62,19 +74,21 @@ impl<B> Service<Request<B>> for FileService {
     fn call(&mut self, req: Request<B>) -> Reply {
         // The request body is never read (GET and HEAD): it is dropped here.
         let (parts, _body) = req.into_parts();
-        match handle_now(&self.scope, parts) {
-            Ok(response) => Reply::Now(ready(Ok(response))),
+        match (self.pipeline)(&self.scope, parts) {
+            Ok(response) => Reply::Now(Some(response)),
             Err(later) => Reply::Later(Box::pin(handle_later(Scope::clone(&self.scope), later))),
         }
     }
 }
 
 /// [`FileService`]'s future: ready at once, or the rest of the pipeline.
+// The large variant is the hit's: boxing it would cost an allocation a hit.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
-    /// Answered inside `call`.
-    Now(Ready<Result<axum::response::Response, Infallible>>),
+    /// Answered inside `call` (`None` once taken).
+    Now(Option<Response<FileBody>>),
     /// Waiting for a load, an open or a compression.
-    Later(Pin<Box<dyn Future<Output = axum::response::Response> + Send>>),
+    Later(Pin<Box<dyn Future<Output = Response<FileBody>> + Send>>),
 }
 
 impl std::fmt::Debug for Reply {
@@ -87,39 +101,14 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Future for Reply {
-    type Output = Result<axum::response::Response, Infallible>;
+    type Output = Result<Response<FileBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            Reply::Now(ready) => Pin::new(ready).poll(cx),
+            // Taken once; hyper never polls a finished future again, and if
+            // something did, it would wait forever rather than panic.
+            Reply::Now(response) => response.take().map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
             Reply::Later(later) => later.as_mut().poll(cx).map(Ok),
         }
     }
-}
-
-/// The service around any handler: [`service`] with `handle`, and tests
-/// with a handler that panics, to check the layer that turns it into a 500.
-#[allow(clippy::type_complexity)]
-pub fn service_with<H, T, B>(
-    handler: H,
-    scope: Scope,
-) -> CatchPanic<
-    impl Service<Request<B>, Response = axum::response::Response, Error = Infallible, Future = impl Send>
-    + Clone
-    + Send
-    + Sync,
-    PanicTo500,
->
-where
-    H: Handler<T, Scope> + Sync,
-    T: 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    // The request body is never read (GET and HEAD): it is dropped here, as
-    // the handler would drop it, and an empty body (a zero-sized value, so
-    // no allocation) stands in for it.
-    let inner =
-        handler.with_state(scope).map_request(|req: Request<B>| req.map(|_| axum::body::Body::empty()));
-    CatchPanicLayer::custom(PanicTo500).layer(inner)
 }

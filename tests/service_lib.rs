@@ -7,18 +7,18 @@
 #[path = "support/app.rs"]
 mod support;
 
-use axum::extract::{Request, State};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use mapserve::handler::{Scope, handle};
+use mapserve::body::FileBody;
+use mapserve::handler::{Later, Scope, handle_now};
 use std::io::{Read, Write};
 
-/// The real handler, except that `/panic` panics.
-async fn panicky(state: State<Scope>, req: Request) -> axum::response::Response {
-    if req.uri().path() == "/panic" {
+/// The real pipeline, except that `/panic` panics.
+fn panicky(scope: &Scope, req: http::request::Parts) -> Result<http::Response<FileBody>, Box<Later>> {
+    if req.uri.path() == "/panic" {
         panic!("a bug in a handler");
     }
-    handle(state, req).await
+    handle_now(scope, req)
 }
 
 #[test]
@@ -32,8 +32,7 @@ fn a_handler_panic_is_a_500_and_the_connection_carries_on() {
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let service =
-            mapserve::app::service_with::<_, _, hyper::body::Incoming>(panicky, Scope::new(app, None));
+        let service = mapserve::app::service_with(panicky, Scope::new(app, None));
         let per_conn =
             hyper::service::service_fn(move |req| tower::ServiceExt::oneshot(service.clone(), req));
         let _ =

@@ -25,6 +25,7 @@
 //!     rules on 200, 206 and 304, then CORS (`http::rules`, `http::cors`).
 
 use crate::access_log::{AccessRecord, Throttle};
+use crate::body::FileBody;
 use crate::cache::{Content, Entry, FileCache, ListingRules};
 use crate::error::ServeError;
 use crate::http::accept::{self, Preferred};
@@ -36,7 +37,6 @@ use crate::peer::Peer;
 use crate::response::{self, Policy};
 use crate::track::{ConnTracker, RequestGuard};
 use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, header};
 use serve::Now;
@@ -146,22 +146,13 @@ enum Step {
     NotFoundPage,
 }
 
-/// The axum handler for every path: [`handle_now`], then [`handle_later`]
-/// when it must. The server calls the two itself (the `app` module's service), so that
-/// a hit builds no future; this is for tests that wrap the handler.
-pub async fn handle(State(scope): State<Scope>, req: Request) -> axum::response::Response {
-    let (req, _body) = req.into_parts();
-    match handle_now(&scope, req) {
-        Ok(response) => response,
-        Err(later) => handle_later(scope, later).await,
-    }
-}
-
 /// The whole pipeline for a request that waits for nothing (a cached
 /// entry, a refusal); `Err` when something must be awaited.
-pub fn handle_now(scope: &Scope, req: Parts) -> Result<axum::response::Response, Box<Later>> {
+pub fn handle_now(scope: &Scope, req: Parts) -> Result<Response<FileBody>, Box<Later>> {
     let start = Instant::now();
-    let app = scope.app.load_full();
+    // A guard, not a clone: no write to the application's shared count,
+    // whose cache line would move between the workers' cores.
+    let app = scope.app.load();
     let conn = scope.conn.as_ref();
     let origin = origin::origin(&app, conn, &req);
     let guard = conn.map(|c| c.tracker.begin());
@@ -172,11 +163,11 @@ pub fn handle_now(scope: &Scope, req: Parts) -> Result<axum::response::Response,
         Now::Done(result) => return Ok(complete(&app, conn, &req, (start, origin, guard), result)),
         Now::Later(found) => Step::Serve(found),
     };
-    Err(Box::new(Later { app, req, start, origin, guard, step }))
+    Err(Box::new(Later { app: arc_swap::Guard::into_inner(app), req, start, origin, guard, step }))
 }
 
 /// The rest of a request [`handle_now`] handed on.
-pub async fn handle_later(scope: Scope, later: Box<Later>) -> axum::response::Response {
+pub async fn handle_later(scope: Scope, later: Box<Later>) -> Response<FileBody> {
     let Later { app, req, start, origin, guard, step } = *later;
     let conn = scope.conn.as_ref();
     let head = req.method == Method::HEAD;
@@ -200,8 +191,8 @@ fn complete(
     conn: Option<&ConnInfo>,
     req: &Parts,
     (start, origin, guard): (Instant, origin::Origin, Option<RequestGuard>),
-    result: Result<Response<crate::body::FileBody>, ServeError>,
-) -> axum::response::Response {
+    result: Result<Response<FileBody>, ServeError>,
+) -> Response<FileBody> {
     let mut response = match result {
         Ok(response) => response,
         Err(e) => refusal(&e, req),
@@ -228,7 +219,7 @@ fn complete(
     };
     let tally = crate::access_log::Tally { method: req.method.clone(), status, start };
     response.body_mut().attach(record, tally, guard);
-    response.map(axum::body::Body::new)
+    response
 }
 
 /// The error response, logged when the fault is the server's.
