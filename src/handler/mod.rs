@@ -23,6 +23,13 @@
 //!     the rest; a 404 is the `--not-found-page` file when one is set.
 //! 11. **Operator headers**: `--header` on every response, `[[headers]]`
 //!     rules on 200, 206 and 304, then CORS (`http::rules`, `http::cors`).
+//!
+//! [`handle_now`] runs the whole pipeline as plain calls, and answers every
+//! request that waits for nothing: a cached entry, a refusal. When a step
+//! must wait (a load, an open, a compression, the not-found page), it hands
+//! a [`Later`] to [`handle_later`], which runs the steps as a future
+//! (`serve`). So a hit builds no future, and one with nothing to await moves
+//! no state into one.
 
 use crate::access_log::{AccessRecord, Throttle};
 use crate::body::FileBody;
