@@ -147,8 +147,8 @@ pub struct Later {
 /// Where [`handle_later`] picks up.
 #[derive(Debug)]
 enum Step {
-    /// Serving, from the entry already found, if one was.
-    Serve(Option<Arc<Entry>>),
+    /// Serving the admitted path, from the entry already found, if one was.
+    Serve(RelPath, Option<Arc<Entry>>),
     /// Sending the `--not-found-page` for a missing path.
     NotFoundPage,
 }
@@ -168,7 +168,7 @@ pub fn handle_now(scope: &Scope, req: Parts) -> Result<Response<FileBody>, Box<L
     let step = match serve::serve_now(&app, &req, head, quota, origin.prefix.as_deref()) {
         Now::Done(Err(ServeError::NotFound)) if app.browse.not_found_page.is_some() => Step::NotFoundPage,
         Now::Done(result) => return Ok(complete(&app, conn, &req, (start, origin, guard), result)),
-        Now::Later(found) => Step::Serve(found),
+        Now::Later(rel, found) => Step::Serve(rel, found),
     };
     Err(Box::new(Later { app: arc_swap::Guard::into_inner(app), req, start, origin, guard, step }))
 }
@@ -180,7 +180,9 @@ pub async fn handle_later(scope: Scope, later: Box<Later>) -> Response<FileBody>
     let head = req.method == Method::HEAD;
     let quota = conn.and_then(|c| c.tracker.quota());
     let result = match step {
-        Step::Serve(found) => serve::serve(&app, &req, head, quota, origin.prefix.as_deref(), found).await,
+        Step::Serve(rel, found) => {
+            serve::serve(&app, &req, head, quota, origin.prefix.as_deref(), (rel, found)).await
+        }
         Step::NotFoundPage => Err(ServeError::NotFound),
     };
     let result = match result {

@@ -27,9 +27,10 @@ use std::sync::Arc;
 pub(super) enum Now {
     /// The request is answered (or refused).
     Done(Result<Response<crate::body::FileBody>, ServeError>),
-    /// Something must be awaited: [`serve`] takes over, from the entry the
-    /// lookup found, if it found one (so a hit is counted once).
-    Later(Option<Arc<Entry>>),
+    /// Something must be awaited: [`serve`] takes over, from the admitted
+    /// path and the entry the lookup found, if it found one (so a hit is
+    /// counted once, and nothing is checked twice).
+    Later(RelPath, Option<Arc<Entry>>),
 }
 
 /// The request as far as no step waits.
@@ -47,15 +48,15 @@ pub(super) fn serve_now(
     };
     if rel.has_trailing_slash() {
         // An index, a listing: the future's path.
-        return Now::Later(None);
+        return Now::Later(rel, None);
     }
-    let Some(entry) = app.cache.lookup(rel.as_bytes()) else { return Now::Later(None) };
+    let Some(entry) = app.cache.lookup(rel.as_bytes()) else { return Now::Later(rel, None) };
     if matches!(entry.content, Content::Dir) {
         return Now::Done(Ok(response::redirect(directory_location(req, prefix), head)));
     }
     match send_now(app, req, head, quota, entry, Role::Asked) {
         Ok(response) => Now::Done(Ok(response)),
-        Err(entry) => Now::Later(Some(entry)),
+        Err(entry) => Now::Later(rel, Some(entry)),
     }
 }
 
@@ -108,20 +109,16 @@ fn preflight(app: &App, req: &Parts) -> Response<crate::body::FileBody> {
     response::options(preflight)
 }
 
-/// The request, awaiting whatever it needs; `found` is the entry
-/// [`serve_now`] already looked up.
+/// The request [`serve_now`] admitted (`rel`), awaiting whatever it needs;
+/// `found` is the entry it already looked up.
 pub(super) async fn serve(
     app: &App,
     req: &Parts,
     head: bool,
     quota: Option<&Arc<Quota>>,
     prefix: Option<&str>,
-    found: Option<Arc<Entry>>,
+    (rel, found): (RelPath, Option<Arc<Entry>>),
 ) -> Result<Response<crate::body::FileBody>, ServeError> {
-    let rel = match admit(app, req)? {
-        Admitted::Path(rel) => rel,
-        Admitted::Preflight => return Ok(preflight(app, req)),
-    };
     let listing = app.browse.listing.filter(|_| rel.has_trailing_slash());
     // Borrowed unless an index is asked for: no copy of the path on a hit.
     let index = rel.has_trailing_slash().then(|| rel.join(b"index.html"));
