@@ -10,17 +10,25 @@
 //! Pure: no file-system access. Opening the result beneath ROOT without races
 //! is `fs`'s job.
 
+use std::borrow::Cow;
+
 /// Longest decoded path accepted (Linux `PATH_MAX`); longer is "name too long".
 pub const MAX_PATH_BYTES: usize = 4096;
 
-/// A validated relative path: segments joined by `/`, no leading slash.
+/// A validated relative path: segments joined by `/`, no leading slash. It
+/// borrows the request's own bytes when decoding would change nothing (no
+/// escape, no empty segment: the usual request), so a cache hit never copies
+/// its path; [`Rel::into_owned`] makes the [`RelPath`] a later step keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RelPath {
-    bytes: Vec<u8>,
+pub struct Rel<'a> {
+    bytes: Cow<'a, [u8]>,
     trailing_slash: bool,
 }
 
-impl RelPath {
+/// A validated relative path that owns its bytes.
+pub type RelPath = Rel<'static>;
+
+impl Rel<'_> {
     /// The relative path, e.g. `docs/a.txt`; empty for the root.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
@@ -31,14 +39,19 @@ impl RelPath {
         self.trailing_slash
     }
 
+    /// The same path, owning its bytes (a copy only if it borrowed them).
+    pub fn into_owned(self) -> RelPath {
+        Rel { bytes: Cow::Owned(self.bytes.into_owned()), trailing_slash: self.trailing_slash }
+    }
+
     /// This path joined with one more (already valid) segment.
     pub fn join(&self, segment: &[u8]) -> RelPath {
-        let mut bytes = self.bytes.clone();
+        let mut bytes = self.bytes.to_vec();
         if !bytes.is_empty() {
             bytes.push(b'/');
         }
         bytes.extend_from_slice(segment);
-        RelPath { bytes, trailing_slash: false }
+        Rel { bytes: Cow::Owned(bytes), trailing_slash: false }
     }
 }
 
@@ -57,11 +70,32 @@ pub enum PathError {
 }
 
 /// Parses the path component of a request URI (no query string).
-pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<RelPath, PathError> {
-    let raw = uri_path.as_bytes();
-    let Some(raw) = raw.strip_prefix(b"/") else {
+pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<Rel<'_>, PathError> {
+    let Some(raw) = uri_path.as_bytes().strip_prefix(b"/") else {
         return Err(PathError::Invalid);
     };
+    // No escape and no empty segment: decoding would copy the bytes as they
+    // are, so the same checks run on the request's own bytes.
+    if raw.contains(&b'%') || raw.split(|&b| b == b'/').any(<[u8]>::is_empty) {
+        return parse_decoding(raw, serve_hidden);
+    }
+    let (mut hidden, mut end) = (false, 0);
+    for (i, segment) in raw.split(|&b| b == b'/').enumerate() {
+        check_segment(segment, i == 0, &mut hidden)?;
+        end += segment.len() + usize::from(i > 0);
+        if end > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+    }
+    if hidden && !serve_hidden {
+        return Err(PathError::Hidden);
+    }
+    Ok(Rel { bytes: Cow::Borrowed(raw), trailing_slash: false })
+}
+
+/// [`parse`] for a path with escapes or empty segments (`raw` without its
+/// leading `/`): each segment decoded into a new buffer, empty ones dropped.
+fn parse_decoding(raw: &[u8], serve_hidden: bool) -> Result<Rel<'static>, PathError> {
     let mut bytes = Vec::with_capacity(raw.len());
     let mut hidden = false;
     let mut first = true;
@@ -69,25 +103,12 @@ pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<RelPath, PathError> {
         if segment.is_empty() {
             continue;
         }
-        let start = bytes.len();
-        if start > 0 {
+        if !bytes.is_empty() {
             bytes.push(b'/');
         }
         let seg_start = bytes.len();
         decode_into(segment, &mut bytes)?;
-        let decoded = bytes.get(seg_start..).unwrap_or_default();
-        if decoded == b"." || decoded == b".." {
-            return Err(PathError::Invalid);
-        }
-        if decoded.iter().any(|&b| b == 0 || b == b'/' || b == b'\\') {
-            return Err(PathError::Invalid);
-        }
-        if first && is_drive_prefix(decoded) {
-            return Err(PathError::Invalid);
-        }
-        if decoded.first() == Some(&b'.') {
-            hidden = true;
-        }
+        check_segment(bytes.get(seg_start..).unwrap_or_default(), first, &mut hidden)?;
         if bytes.len() > MAX_PATH_BYTES {
             return Err(PathError::TooLong);
         }
@@ -97,7 +118,25 @@ pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<RelPath, PathError> {
         return Err(PathError::Hidden);
     }
     let trailing_slash = raw.is_empty() || raw.ends_with(b"/");
-    Ok(RelPath { bytes, trailing_slash })
+    Ok(Rel { bytes: Cow::Owned(bytes), trailing_slash })
+}
+
+/// The checks on one decoded segment: not `.` or `..`, no NUL, `/` or `\`,
+/// no drive prefix as the `first`; a dotfile sets `hidden`.
+fn check_segment(decoded: &[u8], first: bool, hidden: &mut bool) -> Result<(), PathError> {
+    if decoded == b"." || decoded == b".." {
+        return Err(PathError::Invalid);
+    }
+    if decoded.iter().any(|&b| b == 0 || b == b'/' || b == b'\\') {
+        return Err(PathError::Invalid);
+    }
+    if first && is_drive_prefix(decoded) {
+        return Err(PathError::Invalid);
+    }
+    if decoded.first() == Some(&b'.') {
+        *hidden = true;
+    }
+    Ok(())
 }
 
 /// Whether a directory entry named `name` could be reached by a request
@@ -224,6 +263,17 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_path_is_borrowed_and_an_escaped_one_decoded() {
+        assert!(matches!(parse("/docs/a.txt", false).unwrap().bytes, Cow::Borrowed(b"docs/a.txt")));
+        assert!(matches!(parse("/docs/a%20b", false).unwrap().bytes, Cow::Owned(_)));
+        assert!(matches!(parse("/docs//a", false).unwrap().bytes, Cow::Owned(_)));
+        // Past the length limit first, then a bad segment: too long, as when decoding.
+        let long = format!("/{}..", "a/".repeat(2100));
+        assert_eq!(parse(&long, false), Err(PathError::TooLong));
+        assert_eq!(parse(&long, false), parse_decoding(long.as_bytes().get(1..).unwrap(), false));
+    }
+
+    #[test]
     fn join_adds_a_segment() {
         assert_eq!(parse("/", false).unwrap().join(b"index.html").as_bytes(), b"index.html");
         assert_eq!(parse("/d/", false).unwrap().join(b"index.html").as_bytes(), b"d/index.html");
@@ -260,6 +310,13 @@ mod tests {
             let model = crate::http::model::request_path(s.as_bytes(), hidden).map(|(segs, slash)| (segs.join(&b'/'), slash));
             let got_kind = got.as_ref().map_err(|e| match e { PathError::Invalid => 0, PathError::Hidden => 1, PathError::TooLong => 2 });
             prop_assert_eq!(got_kind.cloned(), model, "{}", s);
+        }
+
+        /// Borrowing the request's bytes decides exactly as decoding them.
+        #[test]
+        fn borrowing_agrees_with_decoding(s in "/([a-zA-Z.0-9/\\\\:\\x00]|C:|%2[eE]|\\.\\.){0,40}", hidden: bool) {
+            let raw = s.as_bytes().get(1..).unwrap_or_default();
+            prop_assert_eq!(parse(&s, hidden), parse_decoding(raw, hidden), "{}", s);
         }
 
         #[test]

@@ -48,19 +48,19 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Most allocations per request allowed: (1 KiB hit, single range, 304).
-/// What the path costs after #12's work: 4.0, 7.0 and 4.0 over 400 requests
+/// What the path costs after #12's work: 3.0, 6.0 and 3.0 over 400 requests
 /// each, from 10, 14 and 10. The unread request body is no longer boxed, the
-/// path no longer copied; a 304's and a range's header maps are prebuilt per
-/// representation like a 200's (the range's with its `Content-Range` slot,
-/// so that filling it in never grows the clone); a hit is answered inside
-/// the service's `call`, with no boxed future, and its body is boxed once
-/// (by tower-http's `CatchPanic`), not twice; and
-/// hyper no longer reads for an early EOF while a response is in flight,
-/// which grew its read buffer anew each request. What is left for a hit:
-/// the header map's clone (its two tables), the decoded path and the body's
-/// box. Lower them
-/// as the path gets leaner.
-const BUDGET: (u64, u64, u64) = (4, 7, 4);
+/// path no longer copied into the cache key, nor decoded into a buffer of
+/// its own when it has nothing to decode; a 304's and a range's header maps
+/// are prebuilt per representation like a 200's (the range's with its
+/// `Content-Range` slot, so that filling it in never grows the clone); a hit
+/// is answered inside the service's `call`, with no boxed future, and its
+/// body is boxed once (by tower-http's `CatchPanic`), not twice; and hyper
+/// no longer reads for an early EOF while a response is in flight, which
+/// grew its read buffer anew each request. What is left for a hit: the
+/// header map's clone (its two tables) and the body's box. Lower them as
+/// the path gets leaner.
+const BUDGET: (u64, u64, u64) = (3, 6, 3);
 
 /// Rare allocations that are not per request (a timer wheel slot, a
 /// buffer growing once) may add a fraction: one more per request fails.

@@ -14,7 +14,7 @@ use crate::error::ServeError;
 use crate::fs::FsError;
 use crate::http::accept::Preferred;
 use crate::http::cors;
-use crate::path::{self, RelPath};
+use crate::path::{self, Rel, RelPath};
 use crate::quota::Quota;
 use crate::response::{self, Plan};
 use http::request::Parts;
@@ -48,29 +48,30 @@ pub(super) fn serve_now(
     };
     if rel.has_trailing_slash() {
         // An index, a listing: the future's path.
-        return Now::Later(rel, None);
+        return Now::Later(rel.into_owned(), None);
     }
-    let Some(entry) = app.cache.lookup(rel.as_bytes()) else { return Now::Later(rel, None) };
+    let Some(entry) = app.cache.lookup(rel.as_bytes()) else { return Now::Later(rel.into_owned(), None) };
     if matches!(entry.content, Content::Dir) {
         return Now::Done(Ok(response::redirect(directory_location(req, prefix), head)));
     }
     match send_now(app, req, head, quota, entry, Role::Asked) {
         Ok(response) => Now::Done(Ok(response)),
-        Err(entry) => Now::Later(rel, Some(entry)),
+        Err(entry) => Now::Later(rel.into_owned(), Some(entry)),
     }
 }
 
 /// What [`admit`] let through.
-enum Admitted {
+enum Admitted<'a> {
     /// A CORS preflight, answered without the file system.
     Preflight,
-    /// A GET or HEAD of this path.
-    Path(RelPath),
+    /// A GET or HEAD of this path (borrowed from the request when it had
+    /// nothing to decode).
+    Path(Rel<'a>),
 }
 
 /// Steps 1 to 3: the method, the Host field, the transfer codings and the
 /// path.
-fn admit(app: &App, req: &Parts) -> Result<Admitted, ServeError> {
+fn admit<'r>(app: &App, req: &'r Parts) -> Result<Admitted<'r>, ServeError> {
     let method = &req.method;
     let options = method == Method::OPTIONS && app.cors.is_some();
     if method != Method::GET && method != Method::HEAD && !options {

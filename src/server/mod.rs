@@ -415,5 +415,7 @@ fn log_totals(cache: &FileCache) {
 /// relative path a request for it would give.
 fn page(rel: Option<&str>, hidden: bool) -> Option<crate::path::RelPath> {
     let rel = rel?;
-    crate::path::parse(&format!("/{}", rel.replace('%', "%25")), hidden).ok()
+    crate::path::parse(&format!("/{}", rel.replace('%', "%25")), hidden)
+        .ok()
+        .map(crate::path::Rel::into_owned)
 }
