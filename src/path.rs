@@ -74,13 +74,15 @@ pub fn parse(uri_path: &str, serve_hidden: bool) -> Result<Rel<'_>, PathError> {
     let Some(raw) = uri_path.as_bytes().strip_prefix(b"/") else {
         return Err(PathError::Invalid);
     };
-    // No escape and no empty segment: decoding would copy the bytes as they
-    // are, so the same checks run on the request's own bytes.
-    if raw.contains(&b'%') || raw.split(|&b| b == b'/').any(<[u8]>::is_empty) {
-        return parse_decoding(raw, serve_hidden);
-    }
+    // While no segment is empty or escaped, decoding would copy the bytes as
+    // they are, so the same checks run on the request's own bytes; the first
+    // that is hands the whole path to decoding, which decides the same for
+    // the segments before it.
     let (mut hidden, mut end) = (false, 0);
     for (i, segment) in raw.split(|&b| b == b'/').enumerate() {
+        if segment.is_empty() || segment.contains(&b'%') {
+            return parse_decoding(raw, serve_hidden);
+        }
         check_segment(segment, i == 0, &mut hidden)?;
         end += segment.len() + usize::from(i > 0);
         if end > MAX_PATH_BYTES {

@@ -111,7 +111,9 @@ fn preflight(app: &App, req: &Parts) -> Response<crate::body::FileBody> {
 }
 
 /// The request [`serve_now`] admitted (`rel`), awaiting whatever it needs;
-/// `found` is the entry it already looked up.
+/// `found` is the entry it already looked up. [`serve_now`] looks up every
+/// path but a directory's, so only the index of one is looked up here: a
+/// miss goes straight to the load, not through the same lookup again.
 pub(super) async fn serve(
     app: &App,
     req: &Parts,
@@ -124,7 +126,7 @@ pub(super) async fn serve(
     // Borrowed unless an index is asked for: no copy of the path on a hit.
     let index = rel.has_trailing_slash().then(|| rel.join(b"index.html"));
     let key = index.as_ref().unwrap_or(&rel);
-    let cached = found.or_else(|| app.cache.lookup(key.as_bytes()));
+    let cached = found.or_else(|| index.as_ref().and_then(|index| app.cache.lookup(index.as_bytes())));
     if cached.is_none() && listing.is_some() {
         // A cached listing is current only while no index.html appeared.
         if let Some(entry) = app.cache.lookup_listing(rel.as_bytes(), variant(req)) {
