@@ -49,14 +49,7 @@ pub enum Decision {
 pub fn evaluate(headers: &HeaderMap, is_get: bool, v: &Validators<'_>) -> Decision {
     // Most requests carry no precondition: one pass over the header names
     // instead of five lookups.
-    let conditional = headers.keys().any(|name| {
-        name == header::IF_MATCH
-            || name == header::IF_NONE_MATCH
-            || name == header::IF_MODIFIED_SINCE
-            || name == header::IF_UNMODIFIED_SINCE
-            || name == header::IF_RANGE
-    });
-    if !conditional {
+    if !headers.keys().any(is_precondition) {
         return Decision::Proceed { use_range: true };
     }
     let opaque = opaque_of(v.etag);
@@ -89,6 +82,16 @@ pub fn evaluate(headers: &HeaderMap, is_get: bool, v: &Validators<'_>) -> Decisi
             Some(value) => if_range_matches(value, opaque, v),
         };
     Decision::Proceed { use_range }
+}
+
+/// Whether `name` is one of the five fields [`evaluate`] reads: a request
+/// with none of them proceeds, range and all, without evaluating.
+pub fn is_precondition(name: &header::HeaderName) -> bool {
+    name == header::IF_MATCH
+        || name == header::IF_NONE_MATCH
+        || name == header::IF_MODIFIED_SINCE
+        || name == header::IF_UNMODIFIED_SINCE
+        || name == header::IF_RANGE
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
