@@ -15,6 +15,7 @@
 //!   chose, nothing else.
 
 use super::conn::{Checked, ConnIo, Rewind, Start, Timeouts, Transport};
+use super::drain::{Drain, Ticket};
 use super::idle::IdleList;
 use super::listener::{Accepted, Listener};
 use super::proxy::header::ProxyHeader;
@@ -27,7 +28,6 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,9 +52,8 @@ pub(super) struct Builders {
 pub(super) struct Acceptor {
     /// What every connection shares.
     pub serving: Arc<Serving>,
-    /// Tracks connections for the graceful shutdown (only the accept loops
-    /// hold it, so that the shutdown can take it back).
-    pub graceful: Arc<GracefulShutdown>,
+    /// Tracks connections for the graceful shutdown.
+    pub drain: Drain,
     /// The connection cap.
     pub slots: Arc<Semaphore>,
 }
@@ -104,10 +103,11 @@ impl Acceptor {
             backoff = Duration::from_millis(5);
             let Some(permit) = self.slot(&mut stop).await else { return };
             let serving = self.serving.clone();
-            let (tls, watcher) = (listener.tls, self.graceful.watcher());
+            let (tls, ticket) = (listener.tls, self.drain.ticket());
             tokio::spawn(async move {
-                serving.connection(accepted, tls, watcher).await;
+                serving.connection(accepted, tls, &ticket).await;
                 drop(permit);
+                drop(ticket);
             });
         }
     }
@@ -142,7 +142,7 @@ impl Acceptor {
 
 impl Serving {
     /// One connection, from accept to its end.
-    async fn connection(&self, accepted: Accepted, tls: bool, watcher: Watcher) {
+    async fn connection(&self, accepted: Accepted, tls: bool, ticket: &Ticket) {
         let _open = Open::new();
         let timeouts = **self.timeouts.load();
         let tracker = ConnTracker::new();
@@ -174,17 +174,17 @@ impl Serving {
                 if let Some(tcp) = s.tcp() {
                     let _ = tcp.set_nodelay(true);
                 }
-                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), watcher)
+                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), ticket)
                     .await;
             }
             (Ready::Unix(s), peer) => {
-                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), watcher)
+                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), ticket)
                     .await;
             }
             (Ready::Tls(s, start), peer) => {
                 let builder = if start == Start::H2 { &self.builders.h2 } else { &self.builders.h1 };
                 let version = super::tls::version_name(s.get_ref().1.protocol_version());
-                self.serve(s, (peer, start, version), builder, (timeouts, tracker), watcher).await;
+                self.serve(s, (peer, start, version), builder, (timeouts, tracker), ticket).await;
             }
         }
     }
@@ -243,7 +243,7 @@ impl Serving {
         (peer, start, tls_version): (Peer, Start, Option<&'static str>),
         builder: &auto::Builder<super::exec::StreamExec>,
         (timeouts, tracker): (Timeouts, Arc<ConnTracker>),
-        watcher: Watcher,
+        ticket: &Ticket,
     ) {
         let info = ConnInfo {
             peer,
@@ -263,7 +263,7 @@ impl Serving {
             tower::ServiceExt::oneshot(service.clone(), req)
         });
         let connection = builder.serve_connection(io, per_conn).into_owned();
-        let ended = watcher.watch(connection).await;
+        let ended = ticket.serve(connection, auto::Connection::graceful_shutdown).await;
         let refused = |status: u16, why: &str| {
             crate::metrics::global().refused_request(status);
             let app = self.app.load();

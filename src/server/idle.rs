@@ -1,11 +1,15 @@
-//! Idle keep-alive connections, so that the connection cap does not lock new
-//! clients out: when the cap is reached, the connection whose last response
-//! ended longest ago, and that has none in flight, is asked to close to make
-//! room, as nginx does with its reusable connections. The connection itself
+//! Every live connection, for two things. Idle keep-alive connections, so
+//! that the connection cap does not lock new clients out: when the cap is
+//! reached, the connection whose last response ended longest ago, and that
+//! has none in flight, is asked to close to make room, as nginx does with its
+//! reusable connections. The connection itself
 //! decides (it closes only if nothing of a next request has been read).
 //!
+//! And the shutdown's drain ([`super::drain`]), which wakes every connection
+//! parked on a read.
+//!
 //! Cheap when there is no pressure: a connection registers once, when it
-//! starts; only the accept loop, at the cap, scans the list.
+//! starts; only the accept loop, at the cap, and the shutdown scan the list.
 
 use crate::track::ConnTracker;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -29,6 +33,14 @@ impl IdleList {
             conns.retain(|w| w.strong_count() > 0);
         }
         conns.push(Arc::downgrade(conn));
+    }
+
+    /// Wakes every live connection parked on a read (the shutdown's drain).
+    pub(super) fn wake_all(&self) {
+        let conns: Vec<Arc<ConnTracker>> = self.lock().iter().filter_map(Weak::upgrade).collect();
+        for conn in conns {
+            conn.wake_reader();
+        }
     }
 
     /// Asks the `n` connections idle the longest to close; returns how many

@@ -20,6 +20,7 @@
 mod accept;
 mod admin;
 pub mod conn;
+mod drain;
 mod exec;
 mod idle;
 mod listener;
@@ -43,7 +44,6 @@ use arc_swap::ArcSwap;
 use conn::Timeouts;
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use idle::IdleList;
 use std::io;
 use std::sync::Arc;
@@ -144,19 +144,20 @@ pub async fn run(config: Config) -> io::Result<()> {
         tracing::warn!("{warning}");
     }
 
-    let graceful = Arc::new(GracefulShutdown::new());
+    let drain = drain::Drain::default();
+    let idle = Arc::new(IdleList::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let timeouts = Arc::new(ArcSwap::from_pointee(timeouts_of(&config)));
     let acceptor = Acceptor {
         serving: Arc::new(Serving {
             app: app.clone(),
             builders: builders(&config),
-            idle: Arc::new(IdleList::default()),
+            idle: idle.clone(),
             timeouts: timeouts.clone(),
             proxy_protocol: config.proxy_protocol,
             tls: tls.clone(),
         }),
-        graceful: graceful.clone(),
+        drain: drain.clone(),
         slots: Arc::new(Semaphore::new(config.max_connections)),
     };
     let listeners: Vec<Arc<listener::Listener>> = listeners.into_iter().map(Arc::new).collect();
@@ -198,8 +199,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     stats.abort();
     log_totals(&cache);
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    match tokio::time::timeout(grace, drain.shutdown(&idle)).await {
         Ok(()) => tracing::info!("all connections finished"),
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
     }

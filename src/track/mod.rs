@@ -241,6 +241,12 @@ impl ConnTracker {
     /// reached): wakes its reader, which decides.
     pub fn request_close(&self) {
         self.close_requested.store(true, Ordering::Release);
+        self.wake_reader();
+    }
+
+    /// Wakes the connection if it is parked on a read, so that it looks at
+    /// what changed (a close request, the shutdown's drain).
+    pub fn wake_reader(&self) {
         let waker = self.read_waker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(w) = waker {
             w.wake();

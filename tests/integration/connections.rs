@@ -161,6 +161,69 @@ fn sigterm_lets_in_flight_responses_finish_then_exits_zero() {
 }
 
 #[test]
+fn sigterm_closes_idle_keep_alive_connections_at_once_with_goaway_on_http2() {
+    let s = Scratch::new("drain-idle");
+    s.write("a.txt", b"a");
+    let mut srv = Launch::new(&s.path).args(&["--grace-period", "30s", "--idle-timeout", "60s"]).start();
+    // An HTTP/1.1 connection, idle after one response.
+    let mut h1 = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    h1.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0u8; 1024];
+    let n = h1.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    // An HTTP/2 connection (prior knowledge), idle after its SETTINGS
+    // exchange: everything the server sends is kept, to find its GOAWAY.
+    let mut h2 = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut from_server = Vec::new();
+    while from_server.len() < 9 {
+        let n = h2.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed before its SETTINGS");
+        from_server.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // Both idle connections are closed at once, and the process exits
+    // without waiting for the grace period or the idle timeout.
+    let start = Instant::now();
+    srv.signal(Signal::TERM);
+    assert!(closed_within(h1, Duration::from_secs(5)).is_some(), "the idle HTTP/1.1 connection stayed open");
+    // The HTTP/2 connection: a GOAWAY, then the close. hyper's shutdown
+    // sends a PING between its two GOAWAYs and waits for the answer, as
+    // every client gives it.
+    let (mut frames, mut at) = (Vec::new(), 0);
+    loop {
+        while from_server.len() >= at + 9 {
+            let head = &from_server[at..at + 9];
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            if from_server.len() < at + 9 + len {
+                break;
+            }
+            let (kind, flags) = (head[3], head[4]);
+            if kind == 0x6 && flags & 0x1 == 0 && len == 8 {
+                let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+                ack.extend_from_slice(&from_server[at + 9..at + 17]);
+                let _ = h2.write_all(&ack);
+            }
+            frames.push(kind);
+            at += 9 + len;
+        }
+        match h2.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => from_server.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the HTTP/2 connection closed after {:?}",
+        start.elapsed()
+    );
+    assert!(frames.contains(&0x7), "no GOAWAY frame among the server's frames (types {frames:?})");
+    assert_eq!(srv.wait_exit(Duration::from_secs(5)), Some(0), "{}", srv.log());
+    assert!(start.elapsed() < Duration::from_secs(5), "exit took {:?}", start.elapsed());
+}
+
+#[test]
 fn sigint_with_a_stuck_client_exits_after_the_grace_period() {
     let s = Scratch::new("grace");
     s.write("big.bin", &pattern(32 << 20, 4));
