@@ -46,12 +46,12 @@ pub enum Decision {
 ///
 /// Invalid dates are ignored (§13.1.3, §13.1.4), as is a date condition when
 /// the representation has no Last-Modified.
+///
+/// A request with none of these fields proceeds, range and all; most carry
+/// none, so the caller looks for one first ([`is_precondition`], in the pass
+/// over the header lines it makes anyway) and calls this only when it finds
+/// one.
 pub fn evaluate(headers: &HeaderMap, is_get: bool, v: &Validators<'_>) -> Decision {
-    // Most requests carry no precondition: one pass over the header names
-    // instead of five lookups.
-    if !headers.keys().any(is_precondition) {
-        return Decision::Proceed { use_range: true };
-    }
     let opaque = opaque_of(v.etag);
     if headers.contains_key(header::IF_MATCH) {
         if !list_matches(headers, header::IF_MATCH, opaque, Comparison::Strong) {
@@ -84,8 +84,7 @@ pub fn evaluate(headers: &HeaderMap, is_get: bool, v: &Validators<'_>) -> Decisi
     Decision::Proceed { use_range }
 }
 
-/// Whether `name` is one of the five fields [`evaluate`] reads: a request
-/// with none of them proceeds, range and all, without evaluating.
+/// Whether `name` is one of the five fields [`evaluate`] reads.
 pub fn is_precondition(name: &header::HeaderName) -> bool {
     name == header::IF_MATCH
         || name == header::IF_NONE_MATCH

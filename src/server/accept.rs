@@ -15,7 +15,7 @@
 //!   chose, nothing else.
 
 use super::conn::{Checked, ConnIo, Rewind, Start, Timeouts, Transport};
-use super::drain::{Drain, Ticket};
+use super::drain::Drain;
 use super::idle::IdleList;
 use super::listener::{Accepted, Listener};
 use super::proxy::header::ProxyHeader;
@@ -52,8 +52,6 @@ pub(super) struct Builders {
 pub(super) struct Acceptor {
     /// What every connection shares.
     pub serving: Arc<Serving>,
-    /// Tracks connections for the graceful shutdown.
-    pub drain: Drain,
     /// The connection cap.
     pub slots: Arc<Semaphore>,
 }
@@ -72,6 +70,8 @@ pub(super) struct Serving {
     pub proxy_protocol: bool,
     /// TLS, when any listener needs it.
     pub tls: Option<Tls>,
+    /// Whether the graceful shutdown has begun.
+    pub drain: Drain,
 }
 
 /// A connection ready for HTTP.
@@ -103,11 +103,10 @@ impl Acceptor {
             backoff = Duration::from_millis(5);
             let Some(permit) = self.slot(&mut stop).await else { return };
             let serving = self.serving.clone();
-            let (tls, ticket) = (listener.tls, self.drain.ticket());
+            let tls = listener.tls;
             tokio::spawn(async move {
-                serving.connection(accepted, tls, &ticket).await;
+                serving.connection(accepted, tls).await;
                 drop(permit);
-                drop(ticket);
             });
         }
     }
@@ -142,7 +141,7 @@ impl Acceptor {
 
 impl Serving {
     /// One connection, from accept to its end.
-    async fn connection(&self, accepted: Accepted, tls: bool, ticket: &Ticket) {
+    async fn connection(&self, accepted: Accepted, tls: bool) {
         let _open = Open::new();
         let timeouts = **self.timeouts.load();
         let tracker = ConnTracker::new();
@@ -174,17 +173,15 @@ impl Serving {
                 if let Some(tcp) = s.tcp() {
                     let _ = tcp.set_nodelay(true);
                 }
-                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), ticket)
-                    .await;
+                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker)).await;
             }
             (Ready::Unix(s), peer) => {
-                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker), ticket)
-                    .await;
+                self.serve(s, (peer, Start::Sniff, None), &self.builders.auto, (timeouts, tracker)).await;
             }
             (Ready::Tls(s, start), peer) => {
                 let builder = if start == Start::H2 { &self.builders.h2 } else { &self.builders.h1 };
                 let version = super::tls::version_name(s.get_ref().1.protocol_version());
-                self.serve(s, (peer, start, version), builder, (timeouts, tracker), ticket).await;
+                self.serve(s, (peer, start, version), builder, (timeouts, tracker)).await;
             }
         }
     }
@@ -243,7 +240,6 @@ impl Serving {
         (peer, start, tls_version): (Peer, Start, Option<&'static str>),
         builder: &auto::Builder<super::exec::StreamExec>,
         (timeouts, tracker): (Timeouts, Arc<ConnTracker>),
-        ticket: &Ticket,
     ) {
         let info = ConnInfo {
             peer,
@@ -263,7 +259,7 @@ impl Serving {
             tower::ServiceExt::oneshot(service.clone(), req)
         });
         let connection = builder.serve_connection(io, per_conn).into_owned();
-        let ended = ticket.serve(connection, auto::Connection::graceful_shutdown).await;
+        let ended = self.drain.serve(connection, auto::Connection::graceful_shutdown).await;
         let refused = |status: u16, why: &str| {
             crate::metrics::global().refused_request(status);
             let app = self.app.load();

@@ -11,65 +11,42 @@
 //! through the reader each connection parks on its tracker
 //! ([`crate::track::ConnTracker::wake_reader`]). A connection that is not
 //! parked on a read is waiting on something that wakes it anyway (a write,
-//! a load), and sees the flag then.
+//! a load), and sees the flag then. Nothing counts connections here: each
+//! holds a permit of the connection cap's semaphore until its task ends, so
+//! the shutdown waits until it can take every permit back.
 
 use super::idle::IdleList;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Semaphore;
 
-/// The shutdown's side: hands out tickets, and drains.
+/// Whether the shutdown has begun; cloned into every connection's state.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Drain {
-    shared: Arc<Shared>,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    /// Set once, when the shutdown begins.
-    draining: AtomicBool,
-    /// Connections accepted and not yet finished (tickets alive).
-    live: AtomicUsize,
-    /// Notified when `live` reaches zero.
-    finished: Notify,
-}
-
-/// A connection's side, held from its accept until it has finished.
-#[derive(Debug)]
-pub(super) struct Ticket {
-    shared: Arc<Shared>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Drain {
-    /// A ticket for a connection just accepted: the shutdown waits for it.
-    pub(super) fn ticket(&self) -> Ticket {
-        self.shared.live.fetch_add(1, Ordering::AcqRel);
-        Ticket { shared: self.shared.clone() }
-    }
-
     /// Asks every connection to finish, wakes those parked on a read, and
-    /// waits until every ticket is gone.
-    pub(super) async fn shutdown(&self, conns: &IdleList) {
-        self.shared.draining.store(true, Ordering::SeqCst);
+    /// waits until every one of the `cap` permits of `slots` (the connection
+    /// cap, a permit held by each connection's task) is free again.
+    pub(super) async fn shutdown(&self, conns: &IdleList, slots: &Semaphore, cap: usize) {
+        self.draining.store(true, Ordering::SeqCst);
         conns.wake_all();
-        loop {
-            let mut finished = pin!(self.shared.finished.notified());
-            // Registered before the count is read, so a last ticket dropped
-            // in between still wakes this wait.
-            finished.as_mut().enable();
-            if self.shared.live.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            finished.await;
+        // Taken back for good: nothing accepts any more.
+        let mut left = cap;
+        while left > 0 {
+            let n = u32::try_from(left).unwrap_or(u32::MAX);
+            let Ok(permits) = slots.acquire_many(n).await else { return };
+            permits.forget();
+            left -= n as usize;
         }
     }
-}
 
-impl Ticket {
     fn draining(&self) -> bool {
-        self.shared.draining.load(Ordering::Acquire)
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Runs `conn` to its end, calling `shutdown` on it once, at the first
@@ -98,18 +75,11 @@ impl Ticket {
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.shared.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.finished.notify_waiters();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
     use std::task::{Poll, Waker};
     use std::time::Duration;
 
@@ -140,31 +110,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_shutdown_asks_each_connection_once_and_waits_for_every_ticket() {
+    async fn the_shutdown_asks_each_connection_once_and_waits_for_every_permit() {
         // Nothing accepted: the shutdown returns at once.
-        let idle = IdleList::default();
-        tokio::time::timeout(Duration::from_secs(1), Drain::default().shutdown(&idle)).await.unwrap();
+        let (idle, slots) = (IdleList::default(), Arc::new(Semaphore::new(2)));
+        let (unused, none_taken) = (Drain::default(), Semaphore::new(2));
+        tokio::time::timeout(Duration::from_secs(1), unused.shutdown(&idle, &none_taken, 2)).await.unwrap();
 
-        let drain = Drain::default();
-        let (ticket, waker) = (drain.ticket(), Arc::new(Mutex::new(None)));
+        // A connection holds its permit until its task ends, as accepted ones do.
+        let (drain, waker) = (Drain::default(), Arc::new(Mutex::new(None)));
+        let permit = slots.clone().try_acquire_owned().unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
-        let (conn, seen) = (Conn { waker: waker.clone(), left: None }, calls.clone());
+        let (conn, seen, its) = (Conn { waker: waker.clone(), left: None }, calls.clone(), drain.clone());
         let serving = tokio::spawn(async move {
-            let out = ticket
+            let out = its
                 .serve(conn, |mut c| {
                     seen.fetch_add(1, Ordering::SeqCst);
                     c.left = Some(3);
                 })
                 .await;
-            drop(ticket);
+            drop(permit);
             out
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!serving.is_finished() && calls.load(Ordering::SeqCst) == 0, "served until the drain");
-        let waiter = drain.clone();
-        let shutting = tokio::spawn(async move { waiter.shutdown(&IdleList::default()).await });
+        let (waiter, cap) = (drain.clone(), slots.clone());
+        let shutting = tokio::spawn(async move { waiter.shutdown(&IdleList::default(), &cap, 2).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!shutting.is_finished(), "the shutdown waits for the live ticket");
+        assert!(!shutting.is_finished(), "the shutdown waits for the live connection's permit");
         // Whatever the connection waits on wakes it: it sees the drain then.
         let parked = waker.lock().unwrap().take();
         parked.unwrap().wake();
@@ -173,8 +145,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), shutting).await.unwrap().unwrap();
 
         // A connection first polled after the drain began is asked at once.
-        let ticket = drain.ticket();
         let conn = Conn { waker: Arc::default(), left: None };
-        assert_eq!(ticket.serve(conn, |mut c| c.left = Some(0)).await, "finished");
+        assert_eq!(drain.serve(conn, |mut c| c.left = Some(0)).await, "finished");
     }
 }

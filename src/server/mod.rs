@@ -146,6 +146,7 @@ pub async fn run(config: Config) -> io::Result<()> {
 
     let drain = drain::Drain::default();
     let idle = Arc::new(IdleList::default());
+    let slots = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let timeouts = Arc::new(ArcSwap::from_pointee(timeouts_of(&config)));
     let acceptor = Acceptor {
@@ -156,9 +157,9 @@ pub async fn run(config: Config) -> io::Result<()> {
             timeouts: timeouts.clone(),
             proxy_protocol: config.proxy_protocol,
             tls: tls.clone(),
+            drain: drain.clone(),
         }),
-        drain: drain.clone(),
-        slots: Arc::new(Semaphore::new(config.max_connections)),
+        slots: slots.clone(),
     };
     let listeners: Vec<Arc<listener::Listener>> = listeners.into_iter().map(Arc::new).collect();
     let mut loops = Vec::new();
@@ -199,7 +200,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     stats.abort();
     log_totals(&cache);
-    match tokio::time::timeout(grace, drain.shutdown(&idle)).await {
+    match tokio::time::timeout(grace, drain.shutdown(&idle, &slots, live.config.max_connections)).await {
         Ok(()) => tracing::info!("all connections finished"),
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
     }
